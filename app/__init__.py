@@ -1,0 +1,3 @@
+"""Agentic task system: planner + agents on Redis Streams, progress over SSE."""
+
+__version__ = "0.1.0"

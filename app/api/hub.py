@@ -1,0 +1,184 @@
+"""One shared reader per API process fans task event logs out to SSE subscribers.
+
+A single connection runs ``XREAD BLOCK`` over the event streams of every task somebody is
+watching, so 5,000 open streams cost one blocking Redis connection, not 5,000. When a watcher
+of a new task arrives, ``CLIENT UNBLOCK`` wakes the reader so that it re-issues XREAD with the
+new stream included (retried until the reader is seen covering it, which closes the race
+where the unblock lands before the XREAD it was meant for).
+
+Exactness: a subscriber registers first, then catches up with XRANGE from its Last-Event-ID;
+whatever the shared reader delivers meanwhile is held and appended after the catch-up, and the
+stream drops any id it has already passed. Every entry either existed at the XRANGE (so it is
+in the catch-up) or is read later by the shared reader (so it is delivered); stream ids only
+grow, so the result is every event after Last-Event-ID, once, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from app.keys import Keys
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+log = structlog.get_logger("agentic.sse")
+Event = tuple[str, str, str]  # (entry id, type, data JSON)
+QUEUE_MAX = 10_000
+READ_COUNT = 512
+
+
+def parse_id(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+@dataclass(eq=False)
+class Subscription:
+    task_id: str
+    last_id: str
+    queue: asyncio.Queue[Event | None] = field(default_factory=lambda: asyncio.Queue(QUEUE_MAX))
+    overflowed: bool = False
+    #: While the subscriber catches up with XRANGE, live events wait here so order is kept.
+    held: list[Event] | None = None
+
+    def offer(self, event: Event) -> None:
+        if self.overflowed:
+            return
+        if self.held is not None:
+            self.held.append(event)
+            return
+        try:
+            self.queue.put_nowait(event)
+        except asyncio.QueueFull:
+            # A client too slow to keep up is cut at an event boundary; it resumes from
+            # Last-Event-ID, so nothing is lost, and the process's memory stays bounded.
+            self.end()
+
+    def end(self) -> None:
+        """Make the stream end after what it already has: None is the end marker."""
+        if self.overflowed:
+            return
+        self.overflowed = True
+        if self.queue.full():
+            self.queue.get_nowait()
+        self.queue.put_nowait(None)
+
+
+class EventHub:
+    def __init__(self, redis: Redis, reader: Redis, keys: Keys, block_ms: int = 5000) -> None:
+        self.redis = redis  # pool: catch-up reads, CLIENT UNBLOCK
+        self.reader = reader  # one dedicated connection for the blocking XREAD
+        self.keys = keys
+        self.block_ms = block_ms
+        self._subs: dict[str, set[Subscription]] = defaultdict(set)
+        self._cursor: dict[str, str] = {}
+        self._covered: frozenset[str] = frozenset()
+        self._wake = asyncio.Event()
+        self._reader_id: int | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stream_to_task: dict[str, str] = {}
+
+    @property
+    def open_streams(self) -> int:
+        return sum(len(s) for s in self._subs.values())
+
+    async def start(self) -> None:
+        self._reader_id = int(await self.reader.client_id())
+        self._task = asyncio.create_task(self._run(), name="sse-hub")
+
+    def end_all(self) -> None:
+        """Tell every open stream to end at its next event boundary (drain)."""
+        for subs in self._subs.values():
+            for sub in subs:
+                sub.end()
+
+    async def close(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        self.end_all()
+
+    async def subscribe(self, task_id: str, after_id: str) -> Subscription:
+        """Register, then read the log from ``after_id`` ourselves: the shared reader may
+        already be past it (another watcher, or a read in flight from before a reset), and
+        what it delivers meanwhile waits in ``held`` so the order stays exact."""
+        sub = Subscription(task_id, after_id, held=[])
+        new_task = task_id not in self._cursor
+        if new_task:
+            self._cursor[task_id] = after_id
+            self._stream_to_task[self.keys.events(task_id)] = task_id
+        self._subs[task_id].add(sub)
+        try:
+            await self._catch_up(sub)
+        finally:
+            held, sub.held = sub.held or [], None
+            for event in held:
+                sub.offer(event)
+        if new_task:
+            await self._wake_reader(task_id)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        subs = self._subs.get(sub.task_id)
+        if subs is None:
+            return
+        subs.discard(sub)
+        if not subs:
+            del self._subs[sub.task_id]
+            self._cursor.pop(sub.task_id, None)
+            self._stream_to_task.pop(self.keys.events(sub.task_id), None)
+
+    async def _catch_up(self, sub: Subscription) -> None:
+        entries: Any = await self.redis.xrange(
+            self.keys.events(sub.task_id), f"({sub.last_id}", "+"
+        )
+        held, sub.held = sub.held or [], None
+        for entry_id, fields in entries:
+            sub.offer((entry_id, fields.get("type", "message"), fields.get("data", "{}")))
+        sub.held = held
+
+    async def _wake_reader(self, task_id: str) -> None:
+        self._wake.set()
+        for _ in range(200):
+            if self.keys.events(task_id) in self._covered or self._task is None:
+                return
+            if self._reader_id is not None:
+                await self.redis.client_unblock(self._reader_id)
+            await asyncio.sleep(0.002)
+
+    async def _run(self) -> None:
+        while True:
+            if not self._cursor:
+                self._covered = frozenset()
+                await self._wake.wait()
+            self._wake.clear()
+            streams: dict[Any, Any] = {self.keys.events(t): c for t, c in self._cursor.items()}
+            self._covered = frozenset(streams)
+            try:
+                reply: Any = await self.reader.xread(streams, count=READ_COUNT, block=self.block_ms)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("event reader failed; retrying")
+                await asyncio.sleep(0.5)
+                continue
+            for stream, entries in reply or []:
+                self._deliver(stream, entries)
+
+    def _deliver(self, stream: str, entries: list[tuple[str, dict[str, str]]]) -> None:
+        task_id = self._stream_to_task.get(stream)
+        if task_id is None or not entries:
+            return
+        self._cursor[task_id] = entries[-1][0]
+        for entry_id, fields in entries:
+            event = (entry_id, fields.get("type", "message"), fields.get("data", "{}"))
+            for sub in self._subs.get(task_id, ()):
+                sub.offer(event)

@@ -1,0 +1,152 @@
+"""HTTP routes. The API plans and submits; it never runs a step agent."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Response
+from fastapi.responses import HTMLResponse, JSONResponse
+from sse_starlette import EventSourceResponse
+
+from app.api.deps import DrainDep, HubDep, PlannerDep, SettingsDep, StoreDep
+from app.api.errors import error_response
+from app.api.page import INDEX_HTML
+from app.api.sse import (
+    TERMINAL_EVENTS,
+    hint_only,
+    live_stream,
+    replay,
+    replay_stream,
+    valid_event_id,
+)
+from app.errors import PlanError
+from app.models import ErrorResponse, TaskAccepted, TaskCreate, TaskMetrics, TaskPublic, TaskState
+
+router = APIRouter()
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorResponse, "description": "Unknown or expired task id"},
+    422: {"model": ErrorResponse, "description": "Invalid input"},
+}
+SSE_HEADERS = {"X-Accel-Buffering": "no", "Cache-Control": "no-cache"}
+
+
+@router.post(
+    "/run-task",
+    status_code=202,
+    response_model=TaskAccepted,
+    responses={413: {"model": ErrorResponse}, 422: ERRORS[422]},
+    summary="Plan a task and start it",
+)
+async def run_task(
+    body: TaskCreate,
+    store: StoreDep,
+    planner: PlannerDep,
+    settings: SettingsDep,
+    response: Response,
+) -> TaskAccepted | JSONResponse:
+    if len(body.user_input) > settings.max_input_chars:
+        return error_response(
+            422,
+            f"user_input: must be at most {settings.max_input_chars} characters",
+            [{"loc": ["body", "user_input"], "msg": "too long", "type": "string_too_long"}],
+        )
+    plan = await planner.plan(body.user_input)
+    if len(plan.steps) > settings.max_plan_steps:
+        raise PlanError(f"plan has {len(plan.steps)} steps, more than {settings.max_plan_steps}")
+    task_id = await store.submit(body.user_input, plan)
+    response.headers["Location"] = f"/tasks/{task_id}"
+    return TaskAccepted(
+        task_id=task_id,
+        state=TaskState.RUNNING,
+        steps_created=plan.steps,
+        planner=plan.planner,
+        stream_url=f"/stream/{task_id}",
+        task_url=f"/tasks/{task_id}",
+        metrics_url=f"/metrics/{task_id}",
+    )
+
+
+@router.get(
+    "/stream/{task_id}",
+    summary="Task events as Server-Sent Events",
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "The task's event log, live"},
+        204: {"description": "The task has finished and nothing follows Last-Event-ID"},
+        400: {"model": ErrorResponse, "description": "Malformed Last-Event-ID"},
+        404: ERRORS[404],
+    },
+)
+async def stream(
+    task_id: str,
+    store: StoreDep,
+    hub: HubDep,
+    drain: DrainDep,
+    settings: SettingsDep,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    after: Annotated[
+        str | None, Query(description="Same as Last-Event-ID, for clients without headers")
+    ] = None,
+) -> Response:
+    retry_ms = settings.sse_retry_ms
+    if drain.draining:
+        return EventSourceResponse(hint_only(retry_ms), headers=SSE_HEADERS, sep="\n")
+    start = (last_event_id or after or "0-0").strip()
+    if not valid_event_id(start):
+        return error_response(400, "Last-Event-ID must be an event id such as 1700000000000-0")
+    task = await store.get(task_id, with_results=False)  # 404 for an unknown task
+    if task.state.terminal:
+        entries = await replay(store.redis, store.keys.events(task_id), start)
+        if not entries:
+            return Response(status_code=204)  # tells EventSource to stop reconnecting
+        return EventSourceResponse(replay_stream(entries, retry_ms), headers=SSE_HEADERS, sep="\n")
+    return EventSourceResponse(
+        live_stream(hub, task_id, start, retry_ms),
+        headers=SSE_HEADERS,
+        ping=settings.sse_ping_s,
+        sep="\n",
+    )
+
+
+@router.get("/tasks/{task_id}", response_model=TaskPublic, responses={404: ERRORS[404]})
+async def get_task(task_id: str, store: StoreDep) -> TaskPublic:
+    return await store.get(task_id)
+
+
+@router.post(
+    "/tasks/{task_id}/cancel",
+    status_code=202,
+    responses={404: ERRORS[404], 409: {"model": ErrorResponse, "description": "Already finished"}},
+)
+async def cancel_task(task_id: str, store: StoreDep) -> dict[str, str]:
+    await store.cancel(task_id)
+    return {"task_id": task_id, "state": TaskState.CANCELLED.value}
+
+
+@router.get("/metrics/{task_id}", response_model=TaskMetrics, responses={404: ERRORS[404]})
+async def task_metrics(task_id: str, store: StoreDep) -> TaskMetrics:
+    return await store.metrics(task_id)
+
+
+@router.get("/healthz", summary="Liveness: the process answers")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Readiness: Redis reachable and not draining")
+async def readyz(store: StoreDep, drain: DrainDep) -> JSONResponse:
+    if drain.draining:
+        return error_response(503, "draining", code="draining")
+    try:
+        await store.redis.ping()
+    except Exception as exc:
+        return error_response(503, f"redis unreachable: {type(exc).__name__}", code="redis_down")
+    return JSONResponse({"status": "ready"})
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+async def index() -> HTMLResponse:
+    return HTMLResponse(INDEX_HTML)
+
+
+__all__ = ["TERMINAL_EVENTS", "router"]

@@ -1,0 +1,75 @@
+"""Settings: every knob is an ``AGENTIC_*`` environment variable (same names in Helm values)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AGENTIC_", extra="ignore")
+
+    # --- Redis -------------------------------------------------------------------------------
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis URL. Unset: `agentic up` starts an embedded Valkey; api/worker use "
+        f"{DEFAULT_REDIS_URL}.",
+    )
+    prefix: str = Field(default="agentic", pattern=r"^[A-Za-z0-9_.\-]+$")
+    data_dir: Path = Path(".agentic")
+
+    # --- execution ---------------------------------------------------------------------------
+    executor: Literal["agents", "noop"] = "agents"
+    noop_delay_ms: int = Field(default=0, ge=0)
+    llm_provider: Literal["offline", "openai"] = "offline"
+    openai_base_url: str | None = None
+    openai_api_key: SecretStr | None = None
+    model: str = "gpt-4o-mini"
+    corpus_dir: Path | None = None
+
+    # --- delivery ----------------------------------------------------------------------------
+    visibility_timeout_s: float = Field(default=30.0, gt=0)
+    worker_concurrency: int = Field(default=16, ge=1)
+    read_count: int = Field(default=16, ge=1)
+    block_ms: int = Field(default=1000, ge=10)
+    promote_interval_ms: int = Field(default=100, ge=5)
+    trim_interval_s: float = Field(default=10.0, gt=0)
+    worker_grace_s: float = Field(default=20.0, ge=0)
+    worker_metrics_port: int = Field(default=9100, ge=0, le=65535)
+
+    # --- retries (see app.orchestration.retry.RetryPolicy) -----------------------------------
+    max_attempts: int = Field(default=3, ge=1, le=100)
+    retry_initial_s: float = Field(default=0.5, ge=0)
+    retry_factor: float = Field(default=2.0, ge=1)
+    retry_max_s: float = Field(default=30.0, ge=0)
+    retry_jitter: float = Field(default=0.25, ge=0, le=1)
+
+    # --- tasks and API -----------------------------------------------------------------------
+    task_ttl_s: int = Field(default=7 * 24 * 3600, ge=1)
+    max_input_chars: int = Field(default=8000, ge=1)
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_plan_steps: int = Field(default=32, ge=1)
+    sse_ping_s: float = Field(default=15.0, gt=0)
+    sse_retry_ms: int = Field(default=1000, ge=0)
+    drain_s: float = Field(default=2.0, ge=0)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+
+    # --- logging -----------------------------------------------------------------------------
+    log_level: str = "INFO"
+    log_format: Literal["json", "console"] = "json"
+
+    @property
+    def effective_redis_url(self) -> str:
+        return self.redis_url or DEFAULT_REDIS_URL
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,74 @@
+"""The ASGI app: ``uvicorn app.main:app`` (``agentic api`` adds the drain on SIGTERM)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from prometheus_client import Gauge
+from prometheus_fastapi_instrumentator import Instrumentator
+
+from app import __version__
+from app.agents import build_planner
+from app.api.drain import DrainState
+from app.api.errors import install_error_handlers
+from app.api.hub import EventHub
+from app.api.limits import BodyLimitMiddleware
+from app.api.routes import router
+from app.config import Settings, get_settings
+from app.keys import Keys
+from app.logs import configure_logging
+from app.orchestration.store import TaskStore
+from app.redis_client import make_redis
+
+OPEN_STREAMS = Gauge("agentic_sse_open_streams", "SSE streams open on this API process.")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        redis = make_redis(settings)
+        reader = make_redis(settings, max_connections=1)
+        keys = Keys(settings.prefix)
+        hub = EventHub(redis, reader, keys)
+        app.state.settings = settings
+        app.state.store = TaskStore(redis, keys, ttl_s=settings.task_ttl_s)
+        app.state.hub = hub
+        app.state.planner = build_planner(settings)
+        drain: DrainState = app.state.drain
+        drain.on_start(hub.end_all)
+        OPEN_STREAMS.set_function(lambda: hub.open_streams)
+        await hub.start()
+        try:
+            yield
+        finally:
+            await hub.close()
+            await reader.aclose()
+            await redis.aclose()
+
+    app = FastAPI(
+        title="agentic",
+        version=__version__,
+        summary="A planner and specialised agents on Redis Streams, with live progress over SSE.",
+        lifespan=lifespan,
+    )
+    app.state.drain = DrainState()
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    install_error_handlers(app)
+    app.include_router(router)
+    Instrumentator(excluded_handlers=["/metrics", "/stream/.*"]).instrument(app).expose(
+        app, endpoint="/metrics", include_in_schema=True, tags=["ops"]
+    )
+    return app
+
+
+def _default_app() -> FastAPI:
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app(settings)
+
+
+app = _default_app()

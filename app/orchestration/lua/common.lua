@@ -1,0 +1,76 @@
+-- Shared helpers, prepended to every script (EVAL has no imports).
+-- Keys are built from the prefix with the layout of app/keys.py; this is a single-node design
+-- (a step completion touches the task and the next agent's stream atomically).
+local P = ARGV[1]
+local function k_task(t) return P .. ':task:' .. t end
+local function k_results(t) return P .. ':task:' .. t .. ':results' end
+local function k_events(t) return P .. ':task:' .. t .. ':events' end
+local function k_agent(a) return P .. ':agent:' .. a end
+local K_DELAYED = P .. ':delayed'
+local K_DLQ = P .. ':dlq'
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function split(s, sep)
+  local out = {}
+  if s == nil or s == false or s == '' then return out end
+  for part in string.gmatch(s, '([^' .. sep .. ']+)') do out[#out + 1] = part end
+  return out
+end
+
+local function emit(task_id, ev, ts)
+  ev['task_id'] = task_id
+  ev['ts'] = ts
+  return redis.call('XADD', k_events(task_id), '*', 'type', ev['type'], 'data', cjson.encode(ev))
+end
+
+-- Like emit, with one field whose value is JSON text already (cjson would turn [] into {}).
+local function emit_raw(task_id, ev, ts, field, json)
+  ev['task_id'] = task_id
+  ev['ts'] = ts
+  local data = string.sub(cjson.encode(ev), 1, -2) .. ',' .. cjson.encode(field) .. ':' .. json .. '}'
+  return redis.call('XADD', k_events(task_id), '*', 'type', ev['type'], 'data', data)
+end
+
+local function sget(tk, sid, f) return redis.call('HGET', tk, sid .. '|' .. f) end
+
+-- Queue a set of ready steps: one stream entry per agent (a batch), one event per step.
+local function enqueue(task_id, tk, sids, ts)
+  local by_agent, order = {}, {}
+  for _, sid in ipairs(sids) do
+    local agent = sget(tk, sid, 'agent')
+    local attempt = sget(tk, sid, 'attempt')
+    if by_agent[agent] == nil then by_agent[agent] = {}; order[#order + 1] = agent end
+    table.insert(by_agent[agent], sid .. ':' .. attempt)
+    redis.call('HSET', tk, sid .. '|state', 'queued', sid .. '|queued_ms', ts)
+    emit(task_id, {type = 'step_queued', step_id = sid, agent = agent,
+                   attempt = tonumber(attempt)}, ts)
+  end
+  for _, agent in ipairs(order) do
+    redis.call('XADD', k_agent(agent), '*', 't', task_id, 's', table.concat(by_agent[agent], ','))
+  end
+end
+
+local function expire_task(task_id, ttl)
+  redis.call('EXPIRE', k_task(task_id), ttl)
+  redis.call('EXPIRE', k_results(task_id), ttl)
+  redis.call('EXPIRE', k_events(task_id), ttl)
+end
+
+-- End the task (failed or cancelled): steps that have not finished are cancelled.
+local function close_task(task_id, tk, state, ts, ttl, ev)
+  redis.call('HSET', tk, 'state', state, 'finished_ms', ts,
+             'latency_ms', ts - tonumber(redis.call('HGET', tk, 'created_ms')))
+  for _, sid in ipairs(split(redis.call('HGET', tk, 'steps'), ',')) do
+    local st = sget(tk, sid, 'state')
+    if st == 'pending' or st == 'queued' or st == 'retrying' or st == 'running' then
+      redis.call('HSET', tk, sid .. '|state', 'cancelled')
+    end
+  end
+  ev['latency_ms'] = ts - tonumber(redis.call('HGET', tk, 'created_ms'))
+  emit(task_id, ev, ts)
+  expire_task(task_id, ttl)
+end

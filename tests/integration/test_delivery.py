@@ -1,0 +1,178 @@
+"""Invariants 2-4: fenced completion, dependency order, batching, retries, dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import pytest
+
+from app.config import Settings
+from app.orchestration import telemetry
+from tests.integration.harness import BENCH_PLAN, Harness, ScriptedAgent, agents
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def harness(settings: Settings):  # type: ignore[no-untyped-def]
+    h = Harness(settings)
+    yield h
+    await h.close()
+
+
+async def test_dag_runs_in_dependency_order_and_completes(harness: Harness) -> None:
+    await harness.start_worker(agents())
+    task_id = await harness.store.submit("compare a and b", BENCH_PLAN)
+    assert await harness.wait_state(task_id) == "completed"
+    events = await harness.events(task_id)
+    done = {e["step_id"]: e["id"] for e in events if e["type"] == "step_completed"}
+    started = {e["step_id"]: e["id"] for e in events if e["type"] == "step_started"}
+    key = lambda i: tuple(int(x) for x in i.split("-"))  # noqa: E731
+    assert key(started["analyze"]) > max(key(done["retrieve_1"]), key(done["retrieve_2"]))
+    assert key(started["write"]) > key(done["analyze"])
+    task = await harness.store.get(task_id)
+    assert task.output == "# write"
+    assert task.steps[2].result == {
+        "step": "analyze",
+        "inputs": ["retrieve_1", "retrieve_2"],
+        "markdown": "# analyze",
+    }
+    assert events[-1]["type"] == "task_completed"
+
+
+async def test_ready_steps_for_one_agent_are_batched_in_one_entry(harness: Harness) -> None:
+    task_id = await harness.store.submit("compare a and b", BENCH_PLAN)
+    entries = await harness.redis.xrange(harness.keys.agent_stream("retriever"))
+    assert [f for _, f in entries] == [{"t": task_id, "s": "retrieve_1:1,retrieve_2:1"}]
+
+
+async def test_independent_steps_run_in_parallel(harness: Harness) -> None:
+    retriever = ScriptedAgent("retriever", delay_s=0.5)
+    await harness.start_worker(agents(retriever=retriever))
+    task_id = await harness.store.submit("x", BENCH_PLAN)
+    assert await harness.wait_state(task_id) == "completed"
+    first, second = retriever.run_times
+    assert abs(second - first) < 0.25  # both started before either finished
+
+
+async def test_same_entry_delivered_twice_records_one_result(harness: Harness) -> None:
+    """A duplicate of an entry (redelivery, or a producer that wrote it twice) is harmless."""
+    task_id = await harness.store.submit("x", BENCH_PLAN)
+    stream = harness.keys.agent_stream("retriever")
+    ((_, fields),) = await harness.redis.xrange(stream)
+    await harness.redis.xadd(stream, fields)  # the very same batch, a second time
+    retriever = ScriptedAgent("retriever", delay_s=0.2)
+    await harness.start_worker(agents(retriever=retriever))
+    assert await harness.wait_state(task_id) == "completed"
+    events = await harness.events(task_id)
+    completed = Counter(e["step_id"] for e in events if e["type"] == "step_completed")
+    assert completed == Counter({"retrieve_1": 1, "retrieve_2": 1, "analyze": 1, "write": 1})
+    assert sum(1 for e in events if e["type"] == "task_completed") == 1
+
+
+async def test_stale_attempt_cannot_overwrite_a_result(harness: Harness) -> None:
+    task_id = await harness.store.submit("x", BENCH_PLAN)
+    scripts, p = harness.store.scripts, harness.keys.prefix
+    ttl = harness.settings.task_ttl_s
+    reply = await scripts.call("start", p, task_id, 3, ttl, "retrieve_1:1")
+    assert reply[1:3] == ["retrieve_1", 1]
+    # A second delivery of the running step takes attempt 2 and fences attempt 1 out.
+    reply = await scripts.call("start", p, task_id, 3, ttl, "retrieve_1:1")
+    assert reply[1:3] == ["retrieve_1", 2]
+    args = ("{}", "s", "t", 1, 1, 0, 0, ttl)
+    assert await scripts.call("complete", p, task_id, "retrieve_1", 1, *args) == 0
+    assert await scripts.call("complete", p, task_id, "retrieve_1", 2, *args) == 1
+    assert await scripts.call("complete", p, task_id, "retrieve_1", 2, *args) == 0
+    assert await scripts.call("fail", p, task_id, "retrieve_1", 2, "late", 0, 0, 3, ttl) == 0
+    state = await harness.redis.hget(harness.keys.task(task_id), "retrieve_1|state")
+    assert state == "completed"
+
+
+async def test_failing_step_retries_with_growing_delays_then_dead_letters(harness: Harness) -> None:
+    before = telemetry.DEAD_LETTERED.labels("analyzer")._value.get()
+    analyzer = ScriptedAgent("analyzer", fail_times=-1)
+    await harness.start_worker(agents(analyzer=analyzer))
+    task_id = await harness.store.submit("x", BENCH_PLAN)
+    assert await harness.wait_state(task_id) == "failed"
+    events = await harness.events(task_id)
+    retries = [e for e in events if e["type"] == "step_retrying"]
+    assert [e["attempt"] for e in retries] == [2, 3]
+    assert retries[0]["delay_ms"] < retries[1]["delay_ms"]
+    gaps = [b - a for a, b in zip(analyzer.run_times, analyzer.run_times[1:], strict=False)]
+    assert len(analyzer.run_times) == 3 and gaps[0] < gaps[1]
+    failed = [e for e in events if e["type"] == "step_failed"]
+    assert (
+        len(failed) == 1 and failed[0]["attempt"] == 3 and "scripted failure" in failed[0]["error"]
+    )
+    assert events[-1]["type"] == "task_failed"
+    dlq = await harness.redis.xrange(harness.keys.dlq)
+    assert [(f["task_id"], f["step_id"], f["attempt"]) for _, f in dlq] == [
+        (task_id, "analyze", "3")
+    ]
+    task = await harness.store.get(task_id)
+    assert {s.id: s.state.value for s in task.steps}["write"] == "cancelled"
+    assert telemetry.DEAD_LETTERED.labels("analyzer")._value.get() == before + 1
+
+
+async def test_permanent_error_dead_letters_without_retry(harness: Harness) -> None:
+    from app.errors import PermanentStepError
+
+    writer = ScriptedAgent("writer", fail_times=-1, error=PermanentStepError)
+    await harness.start_worker(agents(writer=writer))
+    task_id = await harness.store.submit("x", BENCH_PLAN)
+    assert await harness.wait_state(task_id) == "failed"
+    assert sum(writer.runs.values()) == 1
+
+
+async def test_transient_failure_recovers_and_metrics_count_attempts(harness: Harness) -> None:
+    await harness.start_worker(agents(writer=ScriptedAgent("writer", fail_times=1)))
+    task_id = await harness.store.submit("x", BENCH_PLAN)
+    assert await harness.wait_state(task_id) == "completed"
+    metrics = await harness.store.metrics(task_id)
+    by_id = {s.step_id: s for s in metrics.steps}
+    assert by_id["write"].attempts == 2 and by_id["analyze"].attempts == 1
+    assert metrics.retries_total == 1 and metrics.cost_units == 4.0
+    assert metrics.latency_ms is not None and metrics.latency_ms >= 0
+
+
+async def test_delayed_retry_survives_worker_restart(harness: Harness) -> None:
+    harness.settings.retry_initial_s = 1.0
+    worker = await harness.start_worker(agents(analyzer=ScriptedAgent("analyzer", fail_times=1)))
+    task_id = await harness.store.submit("x", BENCH_PLAN)
+    for _ in range(200):
+        if await harness.redis.zcard(harness.keys.delayed):
+            break
+        await asyncio.sleep(0.02)
+    await worker.shutdown()
+    harness.runtimes.remove(worker)
+    assert await harness.redis.zcard(harness.keys.delayed) == 1
+    await harness.start_worker(agents())
+    assert await harness.wait_state(task_id) == "completed"
+
+
+async def test_long_step_keeps_its_lease(harness: Harness) -> None:
+    """A step running 3x the visibility timeout is not stolen by a second worker."""
+    harness.settings.visibility_timeout_s = 0.5
+    slow = ScriptedAgent("writer", delay_s=1.5)
+    await harness.start_worker(agents(writer=slow), name="a")
+    other = ScriptedAgent("writer")
+    task_id = await harness.store.submit("x", BENCH_PLAN)
+    await asyncio.sleep(0.3)
+    await harness.start_worker(agents(writer=other), name="b")
+    assert await harness.wait_state(task_id) == "completed"
+    assert sum(slow.runs.values()) == 1 and sum(other.runs.values()) == 0
+
+
+async def test_cancel_stops_the_task(harness: Harness) -> None:
+    await harness.start_worker(agents(retriever=ScriptedAgent("retriever", delay_s=0.3)))
+    task_id = await harness.store.submit("x", BENCH_PLAN)
+    await asyncio.sleep(0.1)
+    await harness.store.cancel(task_id)
+    assert await harness.wait_state(task_id) == "cancelled"
+    await asyncio.sleep(0.5)
+    events = await harness.events(task_id)
+    assert events[-1]["type"] == "task_cancelled"
+    assert not [e for e in events if e["type"] == "step_completed"]
+    ttl = await harness.redis.ttl(harness.keys.task(task_id))
+    assert 0 < ttl <= harness.settings.task_ttl_s

@@ -1,0 +1,1 @@
+"""Worker process entrypoint (``python -m worker.agent_worker``); the logic lives in app/."""

@@ -1,0 +1,64 @@
+"""``python -m worker.agent_worker [--agents retriever,analyzer]``: host agents' consumers.
+
+Process concerns only: arguments, logging, metrics endpoint, signals. SIGTERM/SIGINT stop
+reading at once, let in-flight steps finish within AGENTIC_WORKER_GRACE_S, and hand back the
+rest for another worker to reclaim.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+
+import structlog
+from prometheus_client import start_http_server
+
+from app.agents import build_agents
+from app.config import Settings, get_settings
+from app.keys import AGENTS
+from app.logs import configure_logging
+from app.orchestration.runtime import WorkerRuntime
+from app.redis_client import make_redis
+
+log = structlog.get_logger("agentic.worker")
+
+
+def parse_agents(value: str | None) -> list[str]:
+    if not value:
+        return list(AGENTS)
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    unknown = sorted(set(names) - set(AGENTS))
+    if unknown:
+        raise SystemExit(f"unknown agents: {', '.join(unknown)} (known: {', '.join(AGENTS)})")
+    return names
+
+
+async def run_worker(settings: Settings, agent_names: list[str]) -> None:
+    redis = make_redis(settings)
+    agents = {name: agent for name, agent in build_agents(settings).items() if name in agent_names}
+    runtime = WorkerRuntime(redis, settings, agents)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, runtime.request_stop)
+    try:
+        await runtime.run_until_stopped()
+    finally:
+        await redis.aclose()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="agentic worker", description=__doc__)
+    parser.add_argument("--agents", help="comma-separated agents to host (default: all)")
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    names = parse_agents(args.agents)
+    if settings.worker_metrics_port:
+        start_http_server(settings.worker_metrics_port)
+    log.info("starting worker", agents=names, executor=settings.executor)
+    asyncio.run(run_worker(settings, names))
+
+
+if __name__ == "__main__":
+    main()
