@@ -110,7 +110,7 @@ class Maintenance:
                 m.PENDING.labels(agent).set(int(group["pending"]))
                 await self._forget_dead_consumers(stream, group["name"])
         if keep_from is not None:
-            await self.redis.xtrim(stream, minid=keep_from)
+            await self.redis.xtrim(stream, minid=keep_from, approximate=False)
 
     async def _forget_dead_consumers(self, stream: str, group: str) -> None:
         for consumer in await self.redis.xinfo_consumers(stream, group):

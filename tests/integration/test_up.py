@@ -1,0 +1,75 @@
+"""`agentic up`, as a newcomer runs it: embedded Valkey, API, worker; Ctrl-C stops it all,
+and a second start finds every task of the first (AOF)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.integration.procs import ROOT, free_port, wait_terminal
+
+pytestmark = pytest.mark.integration
+
+
+def start_up(tmp_path: Path, port: int) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTIC_")}
+    env.update(PYTHONPATH=str(ROOT), AGENTIC_WORKER_METRICS_PORT="0", AGENTIC_DRAIN_S="0")
+    log = (tmp_path / "up.log").open("ab")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "up",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(tmp_path / "data"),
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=tmp_path,
+    )
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, (tmp_path / "up.log").read_text()
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise AssertionError((tmp_path / "up.log").read_text())
+
+
+def test_up_runs_a_task_stops_on_ctrl_c_and_keeps_data(tmp_path: Path) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = start_up(tmp_path, port)
+    try:
+        r = httpx.post(f"{url}/run-task", json={"user_input": "Write a brief on KEDA autoscaling"})
+        task_id = r.json()["task_id"]
+        task = wait_terminal(url, task_id)
+        assert task["state"] == "completed" and "KEDA" in task["output"]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(40) == 0
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{url}/healthz", timeout=1)
+    assert list((tmp_path / "data").rglob("*.aof")), "no AOF written"
+    proc = start_up(tmp_path, port)
+    try:
+        again = httpx.get(f"{url}/tasks/{task_id}").json()
+        assert again["state"] == "completed" and again["output"] == task["output"]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(40)

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import asyncio
+
+from app.api.hub import Subscription, parse_id
+from app.api.sse import frame, hint, valid_event_id
+
+
+def test_frame_bytes_are_exact() -> None:
+    assert (
+        frame("17-0", "step_started", '{"a":1}')
+        == b'id: 17-0\nevent: step_started\ndata: {"a":1}\n\n'
+    )
+    assert hint(1500, "draining") == b": draining\nretry: 1500\n\n"
+
+
+def test_event_id_validation_and_ordering() -> None:
+    for good in ["0", "0-0", "1700000000000-12"]:
+        assert valid_event_id(good)
+    for bad in ["", "abc", "1-2-3", "-1", "1-", " 1-0", "1" * 21]:
+        assert not valid_event_id(bad)
+    assert parse_id("5-10") > parse_id("5-9") > parse_id("4-99") and parse_id("7") == (7, 0)
+
+
+async def test_a_slow_subscriber_is_cut_not_grown_without_bound() -> None:
+    sub = Subscription("t", "0-0", queue=asyncio.Queue(3))
+    for i in range(10):
+        sub.offer((f"{i}-0", "x", "{}"))
+    items = [sub.queue.get_nowait() for _ in range(sub.queue.qsize())]
+    assert items[-1] is None and len(items) == 3  # the end marker, then the client resumes
+
+
+async def test_held_events_wait_behind_the_catch_up() -> None:
+    sub = Subscription("t", "0-0", held=[])
+    sub.offer(("9-0", "x", "{}"))
+    assert sub.queue.empty() and sub.held == [("9-0", "x", "{}")]
