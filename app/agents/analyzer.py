@@ -2,9 +2,11 @@
 
 Input: the retrievers' results in ``step.inputs`` (one *topic* per retriever step). Every
 passage is split into sentences; a sentence scores by the query and task terms it contains
-(topic query terms count double), a little more if it carries a figure. Then:
+(topic query terms count double), a little more if it carries a figure. In a comparison
+(the instruction says "compare"), passages that never name their topic are skipped. Then:
 
 - key points: the best sentences, near-duplicates (Jaccard >= 0.5) dropped;
+- advice: the best sentences that read like advice ("suits", "a better fit", "choice");
 - figures: numbers with a unit or role, with their sentence and source;
 - agreements: relevant sentences from two or more different documents that share most of
   their terms, and equal figures on the same subject from different documents;
@@ -13,9 +15,12 @@ passage is split into sentences; a sentence scores by the query and task terms i
 
 Result (``StepOutput.data``)::
 
-    {"comparison": bool, "key_points": [...], "figures": [...], "agreements": [...],
-     "contradictions": [...], "sources": [{"doc_id", "title", "source"}],
-     "topics": {step_id: {"label", "query", "key_points", "figures", "doc_ids"}}}
+    {"comparison": bool, "key_points": [{"text", "source", "doc_id", "title", "topic"}],
+     "advice": [...], "figures": [{"value", "number", "unit", "kind", "subject", "text",
+     "doc_id", "title", "source", "topic"}], "agreements": [...], "contradictions": [...],
+     "sources": [{"doc_id", "title", "source"}],
+     "topics": {step_id: {"label", "query", "key_points", "advice", "figures", "doc_ids",
+                          "urls"}}}
 
 Cost model (cost units, deterministic):
 
@@ -38,6 +43,8 @@ from app.agents.evidence import (
     figure_dicts,
     find_agreements,
     find_contradictions,
+    is_about,
+    opens_with_pronoun,
 )
 from app.agents.text import content_terms, jaccard, split_sentences, word_count
 
@@ -79,7 +86,7 @@ def analyze(
 ) -> dict[str, Any]:
     """The whole analysis as plain JSON-able data (also used by the writer as a fallback)."""
     task_terms = content_terms(task)
-    sentences = [s for sid, r in retrieved for s in _sentences(sid, r, task_terms)]
+    sentences = [s for sid, r in retrieved for s in _sentences(sid, r, task_terms, comparison)]
     ranked = sorted(sentences, key=lambda s: (-s.score, s.order))
     chosen: list[Sentence] = []
     topics = {sid: _topic(sid, r, ranked, chosen) for sid, r in retrieved}
@@ -108,11 +115,17 @@ def _topic(
         "label": str(result.get("topic") or sid),
         "query": str(result.get("query", "")),
         "key_points": [s.point() for s in points],
-        "advice": [s.point() for s in advice_sentences(own)],
+        "advice": [s.point() for s in _topic_advice(sid, result, ranked)],
         "figures": figure_dicts([s for s in own if s.score > 0])[: MAX_FIGURES // 2],
         "doc_ids": list(dict.fromkeys(str(d.get("doc_id", "")) for d in _docs(result))),
         "urls": list(result.get("urls") or []),
     }
+
+
+def _topic_advice(sid: str, result: dict[str, Any], ranked: list[Sentence]) -> list[Sentence]:
+    """Advice naming the topic, from its own passages first, then from the other topics'."""
+    others = [s for s in ranked if s.topic != sid]
+    return advice_sentences([s for s in ranked if s.topic == sid] + others, _label_terms(result))
 
 
 def _pick(ranked: list[Sentence], limit: int, chosen_before: list[Sentence]) -> list[Sentence]:
@@ -126,26 +139,59 @@ def _pick(ranked: list[Sentence], limit: int, chosen_before: list[Sentence]) -> 
     return picked
 
 
-def _sentences(sid: str, result: dict[str, Any], task_terms: set[str]) -> list[Sentence]:
-    query_terms = content_terms(str(result.get("query", "")))
+def _sentences(
+    sid: str, result: dict[str, Any], task_terms: set[str], comparison: bool
+) -> list[Sentence]:
+    """Scored sentences of one retriever's passages.
+
+    In a comparison, a passage that never names its topic ("SSE") is off-topic, however well
+    it matched the shared context words ("streaming progress"), and is skipped.
+    """
+    query_terms = _query_terms(str(result.get("query", "")))
+    label = _label_terms(result) if comparison else set()
     out: list[Sentence] = []
     for rank, doc in enumerate(_docs(result)):
-        for i, text in enumerate(split_sentences(str(doc.get("passage", "")))):
+        passage = str(doc.get("passage", ""))
+        if label and label.isdisjoint(content_terms(f"{doc.get('title', '')} {passage}")):
+            continue
+        for i, text in enumerate(split_sentences(passage)):
             if not _MIN_SENTENCE_WORDS <= word_count(text) <= _MAX_SENTENCE_WORDS:
                 continue
             sentence = Sentence.from_doc(text, doc, topic=sid, order=(sid, rank, i))
-            sentence.score = _score(sentence, query_terms, task_terms, rank)
+            sentence.score = _score(sentence, query_terms, task_terms, rank, label)
             out.append(sentence)
     return out
 
 
-def _score(sentence: Sentence, query_terms: set[str], task_terms: set[str], rank: int) -> float:
-    """Query/task term overlap (length-normalised), plus small bonuses for a figure and for
-    the passage's search rank, so every sentence of a retrieved passage scores above zero."""
-    overlap = 2 * len(sentence.terms & query_terms) + len(sentence.terms & task_terms)
+def _query_terms(query: str) -> tuple[set[str], set[str]]:
+    """(main, broad) terms: the planner writes ``<label>: <query> — <focus>``, and the broad
+    focus words ("performance", "limits") only widen the search, so they weigh less."""
+    head, _, focus = query.partition(" — ")
+    main = content_terms(head) or content_terms(query)
+    return main, content_terms(focus) - main
+
+
+def _score(
+    sentence: Sentence,
+    query_terms: tuple[set[str], set[str]],
+    task_terms: set[str],
+    rank: int,
+    label: set[str],
+) -> float:
+    """Query/task term overlap (length-normalised), plus small bonuses for a figure, for
+    naming the compared item as subject, and for the passage's search rank, so every sentence
+    of a retrieved passage scores above zero; halved if it opens with a pronoun."""
+    main, broad = query_terms
+    overlap = (
+        2 * len(sentence.terms & main)
+        + 0.5 * len(sentence.terms & broad)
+        + len(sentence.terms & task_terms)
+    )
     score = overlap / math.sqrt(len(sentence.terms) + 1)
     score += 0.3 if sentence.figures else 0.0
+    score += 0.5 if label and is_about(sentence.text, label) else 0.0
     score += 0.2 / (rank + 1)  # the retriever's own ranking breaks near-ties
+    score *= 0.5 if opens_with_pronoun(sentence.text) else 1.0
     return round(score, 6)
 
 
@@ -160,6 +206,10 @@ def _sources(retrieved: list[tuple[str, dict[str, Any]]]) -> list[dict[str, str]
                  "source": str(doc.get("source", ""))},
             )  # fmt: skip
     return list(seen.values())
+
+
+def _label_terms(result: dict[str, Any]) -> set[str]:
+    return content_terms(str(result.get("topic") or ""))
 
 
 def _docs(result: dict[str, Any]) -> list[dict[str, Any]]:

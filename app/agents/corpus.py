@@ -50,23 +50,30 @@ class CorpusIndex:
     def __init__(self, passages: list[Passage]) -> None:
         self.passages = passages
         docs = [tokenize(f"{p.title} {p.section} {p.text}") for p in passages]
+        self._terms = [frozenset(d) for d in docs]
         self._bm25 = BM25Okapi(docs) if passages else None
 
     def __len__(self) -> int:
         return len(self.passages)
 
     def search(self, query: str, k: int = 5, per_doc: int = 2) -> list[Hit]:
-        """Top ``k`` passages with a positive score, at most ``per_doc`` from one document."""
+        """Top ``k`` passages sharing a query term, at most ``per_doc`` from one document.
+
+        Matching is by shared term, not by a positive score: in a tiny corpus Okapi IDF can be
+        zero (a term in half the passages), which must not hide the only passages that match.
+        """
         terms = tokenize(query)
         if self._bm25 is None or not terms:
             return []
         scores = [float(s) for s in self._bm25.get_scores(terms)]
-        ranked = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+        wanted = set(terms)
+        matching = [i for i, t in enumerate(self._terms) if not wanted.isdisjoint(t)]
+        ranked = sorted(matching, key=lambda i: (-scores[i], i))
         hits: list[Hit] = []
         taken: dict[str, int] = {}
         for i in ranked:
             passage = self.passages[i]
-            if scores[i] <= 0 or len(hits) >= k:
+            if len(hits) >= k:
                 break
             if taken.get(passage.doc_id, 0) >= per_doc:
                 continue

@@ -2,10 +2,10 @@
 
 Both checks are simple, explainable heuristics, and their results say so:
 
-- agreement: two sentences from different documents share distinctive terms: their
-  IDF-weighted Jaccard similarity (IDF over the sentences under analysis) is at least
-  :data:`AGREEMENT_WEIGHTED_JACCARD` and the shared terms weigh at least
-  :data:`AGREEMENT_MIN_SHARED_IDF`; or two documents give the same figure for one subject;
+- agreement: two sentences from different documents share at least
+  :data:`AGREEMENT_MIN_SHARED` terms, one of them distinctive (found in at most two of the
+  sentences under analysis), with an IDF-weighted Jaccard similarity of at least
+  :data:`AGREEMENT_WEIGHTED_JACCARD`; or two documents give the same figure for one subject;
 - contradiction: two documents give *different* figures of the same quantity for the same
   subject (their subjects share two or more words), or, naming the same product, one says
   "at-least-once" where the other says "exactly-once" (or "at-most-once"). Sources often
@@ -25,7 +25,7 @@ from app.agents.figures import Figure, extract_figures
 from app.agents.text import STOPWORDS, content_terms
 
 AGREEMENT_WEIGHTED_JACCARD = 0.18
-AGREEMENT_MIN_SHARED_IDF = 8.0
+AGREEMENT_MIN_SHARED = 3
 MAX_AGREEMENTS = 6
 MAX_CONTRADICTIONS = 5
 _CANDIDATES = 40
@@ -36,8 +36,9 @@ _OPPOSING = (
 )
 _DELIVERY_TERMS = frozenset(t for pair in _OPPOSING for t in pair)
 MAX_ADVICE = 3
+_PRONOUN_START_RE = re.compile(r"^(?:it|its|this|that|these|those|they|their)\b", re.I)
 _ADVICE_RE = re.compile(
-    r"\b(?:suits?|suited|(?:better|best|good|weaker|natural|poor) (?:fit|choice)|recommend\w*|"
+    r"\b(?:suits?|suited|(?:better|best|good|weaker|natural|poor) fit|choice|recommend\w*|"
     r"prefer\w*|choose|simplest|should (?:be|use|run)|use \w+(?: \w+)? when)\b",
     re.I,
 )
@@ -76,20 +77,38 @@ class Sentence:
                 "title": self.title, "topic": self.topic}  # fmt: skip
 
 
-def advice_sentences(ranked: list[Sentence]) -> list[Sentence]:
-    """The best sentences that read like advice ("X suits ...", "a better fit", "use X when")."""
-    return [s for s in ranked if s.score > 0 and _ADVICE_RE.search(s.text)][:MAX_ADVICE]
+def advice_sentences(ranked: list[Sentence], about: set[str] | None = None) -> list[Sentence]:
+    """The best sentences that read like advice ("X suits ...", "a better fit", "use X when"),
+    naming one of the ``about`` terms (a topic's name) when given."""
+    found = [s for s in ranked if s.score > 0 and _ADVICE_RE.search(s.text)]
+    if about:
+        found = [s for s in found if is_about(s.text, about)]
+    return found[:MAX_ADVICE]
+
+
+def opens_with_pronoun(text: str) -> bool:
+    """ "It is ..." means little out of its paragraph, as a bullet point."""
+    return _PRONOUN_START_RE.match(text) is not None
+
+
+def is_about(text: str, names: set[str]) -> bool:
+    """``names`` appear in the first half of the sentence (where its subject is), and the
+    sentence does not open with a pronoun ("It is a natural choice ... behind Celery")."""
+    if opens_with_pronoun(text):
+        return False
+    head = content_terms(" ".join(text.split()[: max(len(text.split()) // 2, 4)]))
+    return not names.isdisjoint(head)
 
 
 def figure_dicts(sentences: list[Sentence]) -> list[dict[str, Any]]:
-    """Every figure of ``sentences`` (in their order), once per document and quantity
+    """Every figure of ``sentences`` (in their order), once per sentence and quantity
     ("168 hours, that is 7 days" gives one figure)."""
-    out: dict[tuple[str, str, float | str], dict[str, Any]] = {}
+    out: dict[tuple[str, str, str, float | str], dict[str, Any]] = {}
     for s in sentences:
         for fig in s.figures:
             measured = fig.kind in {"duration", "size", "percent"}
             quantity = fig.normalized if measured else fig.value.lower()
-            out.setdefault((s.doc_id, fig.kind, quantity), _figure_dict(fig, s))
+            out.setdefault((s.doc_id, s.text, fig.kind, quantity), _figure_dict(fig, s))
     return list(out.values())
 
 
@@ -120,19 +139,30 @@ def find_agreements(ranked: list[Sentence]) -> list[dict[str, Any]]:
     return found[:MAX_AGREEMENTS]
 
 
-def _agree(a: Sentence, b: Sentence, idf: dict[str, float]) -> bool:
-    if a.doc_id == b.doc_id:
+def _agree(a: Sentence, b: Sentence, idf: _Idf) -> bool:
+    """Different documents, enough shared terms, one of them distinctive, and a high
+    IDF-weighted Jaccard similarity."""
+    shared = a.terms & b.terms
+    if a.doc_id == b.doc_id or len(shared) < AGREEMENT_MIN_SHARED:
         return False
-    shared = sum(idf[t] for t in a.terms & b.terms)
-    union = sum(idf[t] for t in a.terms | b.terms)
-    return shared >= AGREEMENT_MIN_SHARED_IDF and shared / union >= AGREEMENT_WEIGHTED_JACCARD
+    if not any(idf.weights[t] >= idf.rare for t in shared):
+        return False
+    union = sum(idf.weights[t] for t in a.terms | b.terms)
+    return union > 0 and sum(idf.weights[t] for t in shared) / union >= AGREEMENT_WEIGHTED_JACCARD
 
 
-def _idf(sentences: list[Sentence]) -> dict[str, float]:
+@dataclass(frozen=True, slots=True)
+class _Idf:
+    weights: dict[str, float]
+    rare: float  # the weight of a term found in at most two sentences
+
+
+def _idf(sentences: list[Sentence]) -> _Idf:
     """Inverse sentence frequency of every term: rare terms say more about agreement."""
     distinct = _distinct(sentences)
     df = Counter(t for s in distinct for t in s.terms)
-    return {t: math.log(len(distinct) / n) for t, n in df.items()}
+    n = max(len(distinct), 2)
+    return _Idf({t: math.log(n / k) for t, k in df.items()}, math.log(n / 2) - 1e-9)
 
 
 def _distinct(sentences: list[Sentence]) -> list[Sentence]:

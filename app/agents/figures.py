@@ -31,6 +31,7 @@ _COUNTS = (
 _UNITS = "|".join(
     sorted({*_DURATION_S, *_SIZE_B, "percent", *_COUNTS.split("|")}, key=len, reverse=True)
 )
+_UNIT_WORDS = frozenset(tokenize(" ".join([*_DURATION_S, *_SIZE_B, "percent"])))
 _NUMBER_RE = re.compile(
     rf"(?<![\w.])(\d{{1,3}}(?:,\d{{3}})+|\d+(?:\.\d+)?)(?:\s?(%)|\s?({_UNITS})(?![A-Za-z]))",
     re.IGNORECASE,
@@ -94,11 +95,13 @@ def _measure(value: str, number_text: str, unit: str, subject: str) -> Figure:
 
 
 def _subject(before: str) -> str:
-    """Content words of the clause just before the figure (numbers dropped)."""
-    clause = re.split(r"[,;:()=]|\band\b|\d", before)[-1]
-    terms = [t for t in tokenize(clause) if not t[0].isdigit()]
-    if not terms:
-        terms = [t for t in tokenize(before) if not t[0].isdigit()]
+    """Content words of the clause just before the figure, numbers and units dropped.
+
+    Empty when the clause has none ("... 180 seconds (3 minutes)"): such a figure restates
+    another one and takes no part in agreement or contradiction checks.
+    """
+    clause = re.split(r"[,;:()=]|\band\b", before)[-1]
+    terms = [t for t in tokenize(clause) if not t[0].isdigit() and t not in _UNIT_WORDS]
     return " ".join(terms[-_SUBJECT_WORDS:])
 
 

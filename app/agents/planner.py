@@ -135,8 +135,10 @@ def _by_urls(text: str) -> Decomposition | None:
         r"^(?:and|or|then|also)\s+", "", _strip_ask(_clean(remove_urls(text))), flags=re.I
     )
     about = rest or "the linked pages"
+    search_corpus = len(tokenize(rest)) >= 2
+    urls = urls[: MAX_RETRIEVERS - 1] if search_corpus else urls  # keep room for the corpus
     searches = [f"Fetch {url} — extract what is relevant to: {about}" for url in urls]
-    if len(tokenize(rest)) >= 2:
+    if search_corpus:
         searches.append(f"Corpus search: {rest}")
     analysis = f"Analyze the fetched pages and passages for: {about}"
     title = _title(rest) if rest else "Linked pages: " + ", ".join(urls)

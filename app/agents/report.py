@@ -68,7 +68,8 @@ def _summary(user_input: str, analysis: dict[str, Any], cite: Citations) -> str:
     else:
         labels = [t["label"] for t in _topics(analysis)]
         scope = f", comparing {_join(labels)}" if analysis.get("comparison") else ""
-        lines.append(f"This report draws on {n_docs} documents from the local corpus{scope}.")
+        docs = f"{n_docs} document{'s' if n_docs != 1 else ''}"
+        lines.append(f"This report draws on {docs} from the local corpus{scope}.")
         lines.extend(f"- {p['text']} {cite.cite(p['doc_id'])}" for p in points)
     skipped = [u for t in _topics(analysis) for u in t.get("urls", [])]
     if skipped:
@@ -194,7 +195,8 @@ def _sources(cite: Citations) -> str:
     lines = ["## Sources", ""]
     for s in cite.numbered():
         source = f" — Source: {s['source']}" if s["source"] else ""
-        lines.append(f"{s['n']}. {s['title']}{source}")
+        note = "" if s["cited"] else " (retrieved, not cited)"
+        lines.append(f"{s['n']}. {s['title']}{source}{note}")
     return "\n".join(lines)
 
 

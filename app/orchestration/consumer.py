@@ -212,8 +212,10 @@ class AgentConsumer:
             task_id,
             self.policy.max_attempts,
             self.settings.task_ttl_s,
+            entry_id,
             *steps.split(","),
         )
+        settled = True
         if reply:
             user_input = reply[0]
             runs = [
@@ -228,10 +230,14 @@ class AgentConsumer:
                 )
                 for i in range(1, len(reply), 4)
             ]
-            await asyncio.gather(*(self.run_step(step) for step in runs))
-        await self.redis.xack(self.stream, self.group, entry_id)
+            settled = all(await asyncio.gather(*(self.run_step(step) for step in runs)))
+        if settled:
+            await self.redis.xack(self.stream, self.group, entry_id)
+        # else: a newer attempt took the entry over (we were presumed dead); its holder ACKs it,
+        # and if that holder dies, the entry must still be pending to be reclaimed.
 
-    async def run_step(self, step: StepInput) -> None:
+    async def run_step(self, step: StepInput) -> bool:
+        """Run one step and record its outcome; False if a newer attempt fenced us out."""
         bound = log.bind(
             task_id=step.task_id, step_id=step.step_id, agent=self.name, attempt=step.attempt
         )
@@ -242,8 +248,7 @@ class AgentConsumer:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            await self._record_failure(step, exc, time.perf_counter() - started)
-            return
+            return await self._record_failure(step, exc, time.perf_counter() - started)
         elapsed = time.perf_counter() - started
         m.STEP_SECONDS.labels(self.name).observe(elapsed)
         result = await self.scripts.call(
@@ -264,11 +269,12 @@ class AgentConsumer:
         if int(result) == 0:
             m.FENCED.labels(self.name).inc()
             bound.warning("result fenced out: a newer attempt owns the step", status="fenced")
-            return
+            return False
         m.STEPS.labels(self.name, "completed").inc()
         bound.info("step completed", status="completed", run_ms=round(elapsed * 1000))
+        return True
 
-    async def _record_failure(self, step: StepInput, exc: Exception, elapsed: float) -> None:
+    async def _record_failure(self, step: StepInput, exc: Exception, elapsed: float) -> bool:
         permanent = not self.policy.should_retry(exc)
         delay_s = self.policy.delay_s(step.attempt)
         error = f"{type(exc).__name__}: {exc}"[:1000]
@@ -306,6 +312,8 @@ class AgentConsumer:
         else:
             m.FENCED.labels(self.name).inc()
             bound.warning("failure fenced out: a newer attempt owns the step", status="fenced")
+            return False
+        return True
 
     def _progress(self, step: StepInput) -> Callable[[str], Awaitable[None]]:
         async def progress(text: str) -> None:

@@ -44,7 +44,7 @@ async def test_dag_runs_in_dependency_order_and_completes(harness: Harness) -> N
 async def test_ready_steps_for_one_agent_are_batched_in_one_entry(harness: Harness) -> None:
     task_id = await harness.store.submit("compare a and b", BENCH_PLAN)
     entries = await harness.redis.xrange(harness.keys.agent_stream("retriever"))
-    assert [f for _, f in entries] == [{"t": task_id, "s": "retrieve_1:1,retrieve_2:1"}]
+    assert [f for _, f in entries] == [{"t": task_id, "s": "retrieve_1,retrieve_2"}]
 
 
 async def test_independent_steps_run_in_parallel(harness: Harness) -> None:
@@ -75,10 +75,11 @@ async def test_stale_attempt_cannot_overwrite_a_result(harness: Harness) -> None
     task_id = await harness.store.submit("x", BENCH_PLAN)
     scripts, p = harness.store.scripts, harness.keys.prefix
     ttl = harness.settings.task_ttl_s
-    reply = await scripts.call("start", p, task_id, 3, ttl, "retrieve_1:1")
+    ((entry, _),) = await harness.redis.xrange(harness.keys.agent_stream("retriever"))
+    reply = await scripts.call("start", p, task_id, 3, ttl, entry, "retrieve_1")
     assert reply[1:3] == ["retrieve_1", 1]
     # A second delivery of the running step takes attempt 2 and fences attempt 1 out.
-    reply = await scripts.call("start", p, task_id, 3, ttl, "retrieve_1:1")
+    reply = await scripts.call("start", p, task_id, 3, ttl, entry, "retrieve_1")
     assert reply[1:3] == ["retrieve_1", 2]
     args = ("{}", "s", "t", 1, 1, 0, 0, ttl)
     assert await scripts.call("complete", p, task_id, "retrieve_1", 1, *args) == 0
@@ -87,6 +88,29 @@ async def test_stale_attempt_cannot_overwrite_a_result(harness: Harness) -> None
     assert await scripts.call("fail", p, task_id, "retrieve_1", 2, "late", 0, 0, 3, ttl) == 0
     state = await harness.redis.hget(harness.keys.task(task_id), "retrieve_1|state")
     assert state == "completed"
+    # Any later delivery of the carrier, or of another entry naming the step, runs nothing.
+    assert await scripts.call("start", p, task_id, 3, ttl, entry, "retrieve_1") == ["x"]
+    assert await scripts.call("start", p, task_id, 3, ttl, "1-1", "retrieve_2") == ["x"]
+
+
+async def test_step_whose_holder_dies_every_time_is_dead_lettered(harness: Harness) -> None:
+    """Regression: after one takeover the entry's original attempt no longer matched, so a
+    second crash left the step 'running' forever. Redeliveries of the carrier entry count as
+    attempts until max_attempts, then the step is dead-lettered and the task fails."""
+    task_id = await harness.store.submit("x", BENCH_PLAN)
+    scripts, p = harness.store.scripts, harness.keys.prefix
+    ttl = harness.settings.task_ttl_s
+    ((entry, _),) = await harness.redis.xrange(harness.keys.agent_stream("retriever"))
+    attempts = []
+    for _ in range(3):  # delivered, holder dies; redelivered, dies; redelivered, dies
+        reply = await scripts.call("start", p, task_id, 3, ttl, entry, "retrieve_1")
+        attempts.append(reply[2])
+    assert attempts == [1, 2, 3]
+    assert await scripts.call("start", p, task_id, 3, ttl, entry, "retrieve_1") == ["x"]
+    task = await harness.store.get(task_id)
+    assert task.state.value == "failed" and "lost its worker" in (task.error or "")
+    dlq = await harness.redis.xrange(harness.keys.dlq)
+    assert [(f["step_id"], f["attempt"]) for _, f in dlq] == [("retrieve_1", "3")]
 
 
 async def test_failing_step_retries_with_growing_delays_then_dead_letters(harness: Harness) -> None:

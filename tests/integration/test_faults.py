@@ -180,3 +180,30 @@ async def test_streams_are_trimmed_without_dropping_undelivered(
     finally:
         await h.close()
     await asyncio.sleep(0)
+
+
+def test_two_workers_killed_in_a_row_still_lose_nothing(
+    api: Proc, settings: Settings, redis_url: str, tmp_path: Path
+) -> None:
+    """The reclaimer of a dead worker's entries dies too, mid-step; a third one finishes."""
+    keys = Keys(settings.prefix)
+    first = start_worker(settings, tmp_path, noop_delay_ms=1500)
+    task_ids = submit(api, 6)
+    wait_running_steps(redis_url, keys)
+    time.sleep(0.2)
+    first.kill()
+    second = start_worker(settings, tmp_path, noop_delay_ms=1500)
+    deadline = time.monotonic() + 20
+    while "reclaimed entries" not in second.log():
+        assert time.monotonic() < deadline, second.log()
+        time.sleep(0.05)
+    time.sleep(0.3)  # inside the reclaimed steps now
+    second.kill()
+    third = start_worker(settings, tmp_path)
+    try:
+        states = {t: wait_terminal(api.url, t, timeout=90)["state"] for t in task_ids}
+        assert set(states.values()) == {"completed"}, states
+        counts = completions(redis_url, keys, task_ids)
+        assert len(counts) == 4 * len(task_ids) and set(counts.values()) == {1}
+    finally:
+        third.terminate()

@@ -38,19 +38,23 @@ end
 local function sget(tk, sid, f) return redis.call('HGET', tk, sid .. '|' .. f) end
 
 -- Queue a set of ready steps: one stream entry per agent (a batch), one event per step.
+-- Each step remembers the entry that carries it: only that entry may run it (start.lua), so a
+-- stale or duplicated entry is recognised whatever attempt numbers say.
 local function enqueue(task_id, tk, sids, ts)
   local by_agent, order = {}, {}
   for _, sid in ipairs(sids) do
     local agent = sget(tk, sid, 'agent')
-    local attempt = sget(tk, sid, 'attempt')
     if by_agent[agent] == nil then by_agent[agent] = {}; order[#order + 1] = agent end
-    table.insert(by_agent[agent], sid .. ':' .. attempt)
-    redis.call('HSET', tk, sid .. '|state', 'queued', sid .. '|queued_ms', ts)
-    emit(task_id, {type = 'step_queued', step_id = sid, agent = agent,
-                   attempt = tonumber(attempt)}, ts)
+    table.insert(by_agent[agent], sid)
   end
   for _, agent in ipairs(order) do
-    redis.call('XADD', k_agent(agent), '*', 't', task_id, 's', table.concat(by_agent[agent], ','))
+    local batch = by_agent[agent]
+    local entry = redis.call('XADD', k_agent(agent), '*', 't', task_id, 's', table.concat(batch, ','))
+    for _, sid in ipairs(batch) do
+      redis.call('HSET', tk, sid .. '|state', 'queued', sid .. '|queued_ms', ts, sid .. '|entry', entry)
+      emit(task_id, {type = 'step_queued', step_id = sid, agent = agent,
+                     attempt = tonumber(sget(tk, sid, 'attempt'))}, ts)
+    end
   end
 end
 

@@ -15,7 +15,7 @@ local agent = sget(tk, sid, 'agent')
 redis.call('HSET', tk, sid .. '|error', err, sid .. '|finished_ms', ts)
 if not permanent and attempt < max_attempts and redis.call('HGET', tk, 'state') == 'running' then
   redis.call('HSET', tk, sid .. '|state', 'retrying', sid .. '|attempt', attempt + 1)
-  redis.call('ZADD', K_DELAYED, ts + delay_ms, agent .. '|' .. task_id .. '|' .. sid .. ':' .. (attempt + 1))
+  redis.call('ZADD', K_DELAYED, ts + delay_ms, task_id .. '|' .. sid .. ':' .. (attempt + 1))
   emit(task_id, {type = 'step_retrying', step_id = sid, agent = agent, attempt = attempt + 1,
                  delay_ms = delay_ms, error = err}, ts)
   return 1

@@ -7,7 +7,7 @@ local due = redis.call('ZRANGE', K_DELAYED, '-inf', ts, 'BYSCORE', 'LIMIT', 0, l
 local moved = 0
 for _, member in ipairs(due) do
   redis.call('ZREM', K_DELAYED, member)
-  local agent, task_id, sid, a = string.match(member, '^([^|]+)|([^|]+)|(.+):(%d+)$')
+  local task_id, sid, a = string.match(member, '^([^|]+)|(.+):(%d+)$')
   local tk = k_task(task_id)
   if sget(tk, sid, 'state') == 'retrying' and sget(tk, sid, 'attempt') == a
       and redis.call('HGET', tk, 'state') == 'running' then

@@ -1,36 +1,41 @@
--- ARGV: prefix, task_id, max_attempts, ttl_s, then "sid:attempt" for each step of the entry.
+-- ARGV: prefix, task_id, max_attempts, ttl_s, entry_id, then the step ids of the entry.
 -- Decides, per step of a delivered entry, whether this delivery runs it, and claims it if so.
 -- Returns {user_input, sid, attempt, instruction, inputs_json, ...} for the steps to run.
--- A delivery of a step that is already running with the same attempt is a redelivery (its
--- holder died or the entry came twice): it takes a new attempt, which fences the old holder.
-local task_id, max_attempts, ttl = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+-- Only the entry that carries a step (``<sid>|entry``, set by enqueue) may run it: a duplicate
+-- or stale entry is skipped. A delivery of the carrier while the step is already running is a
+-- redelivery (its holder went silent): it takes the next attempt, which fences the old holder
+-- out, and counts against max_attempts, so a step that kills every worker is dead-lettered.
+local task_id, max_attempts, ttl, entry = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
 local tk = k_task(task_id)
 local out = {}
 if redis.call('HGET', tk, 'state') ~= 'running' then return out end
 local ts = now_ms()
 out[1] = redis.call('HGET', tk, 'user_input')
-for i = 5, #ARGV do
-  local sid, a = string.match(ARGV[i], '^(.+):(%d+)$')
-  local want = tonumber(a)
+for i = 6, #ARGV do
+  local sid = ARGV[i]
   local state = sget(tk, sid, 'state')
   local attempt = tonumber(sget(tk, sid, 'attempt'))
   local agent = sget(tk, sid, 'agent')
   local run = false
-  if attempt == want and state == 'queued' then
+  if sget(tk, sid, 'entry') ~= entry then
+    run = false
+  elseif state == 'queued' then
     run = true
-  elseif attempt == want and state == 'running' then
+  elseif state == 'running' then
     attempt = attempt + 1
     emit(task_id, {type = 'step_retrying', step_id = sid, agent = agent, attempt = attempt,
                    delay_ms = 0, error = 'redelivered: the previous holder stopped renewing its lease'}, ts)
     if attempt > max_attempts then
+      local err = 'lost its worker on every attempt'
       redis.call('HSET', tk, sid .. '|state', 'failed', sid .. '|attempt', attempt - 1,
-                 sid .. '|error', 'lost its worker on every attempt', sid .. '|finished_ms', ts)
+                 sid .. '|error', err, sid .. '|finished_ms', ts)
       redis.call('XADD', K_DLQ, '*', 'task_id', task_id, 'step_id', sid, 'agent', agent,
-                 'attempt', attempt - 1, 'error', 'lost its worker on every attempt')
+                 'attempt', attempt - 1, 'error', err)
       emit(task_id, {type = 'step_failed', step_id = sid, agent = agent, attempt = attempt - 1,
-                     error = 'lost its worker on every attempt'}, ts)
+                     error = err}, ts)
+      redis.call('HSET', tk, 'error', 'step ' .. sid .. ' failed: ' .. err)
       close_task(task_id, tk, 'failed', ts, ttl, {type = 'task_failed', step_id = sid,
-                 error = 'step ' .. sid .. ' failed: lost its worker on every attempt'})
+                 error = 'step ' .. sid .. ' failed: ' .. err})
       return {out[1]}
     end
     run = true
