@@ -54,10 +54,14 @@ def worker(
 def up(
     port: Annotated[int, typer.Option(help="API port")] = 8000,
     host: Annotated[str, typer.Option(help="API bind address")] = "127.0.0.1",
-    data_dir: Annotated[Path, typer.Option(help="Embedded Valkey data (AOF)")] = Path(".agentic"),
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Embedded Valkey data (AOF) [AGENTIC_DATA_DIR, .agentic]")
+    ] = None,
 ) -> None:
     """All in one: embedded Valkey (unless AGENTIC_REDIS_URL is set), the API and one worker."""
     from app.embedded import start_embedded
+
+    data_dir = data_dir or get_settings().data_dir
 
     env = dict(os.environ)
     server = None

@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     task_ttl_s: int = Field(default=7 * 24 * 3600, ge=1)
     max_input_chars: int = Field(default=8000, ge=1)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
-    max_plan_steps: int = Field(default=32, ge=1)
+    max_plan_steps: int = Field(default=32, ge=1, le=32)
     sse_ping_s: float = Field(default=15.0, gt=0)
     sse_retry_ms: int = Field(default=1000, ge=0)
     drain_s: float = Field(default=2.0, ge=0)

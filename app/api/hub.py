@@ -47,6 +47,12 @@ class Subscription:
     overflowed: bool = False
     #: While the subscriber catches up with XRANGE, live events wait here so order is kept.
     held: list[Event] | None = None
+    #: Newest id queued so far: anything at or below it is a repeat (catch-up and the shared
+    #: reader overlap) and is dropped, so the queue holds each event once, in order.
+    newest: tuple[int, int] = (0, 0)
+
+    def __post_init__(self) -> None:
+        self.newest = parse_id(self.last_id)
 
     def offer(self, event: Event) -> None:
         if self.overflowed:
@@ -54,6 +60,10 @@ class Subscription:
         if self.held is not None:
             self.held.append(event)
             return
+        current = parse_id(event[0])
+        if current <= self.newest:
+            return
+        self.newest = current
         try:
             self.queue.put_nowait(event)
         except asyncio.QueueFull:
@@ -84,6 +94,7 @@ class EventHub:
         self._reader_id: int | None = None
         self._task: asyncio.Task[None] | None = None
         self._stream_to_task: dict[str, str] = {}
+        self._ending = False
 
     @property
     def open_streams(self) -> int:
@@ -94,7 +105,9 @@ class EventHub:
         self._task = asyncio.create_task(self._run(), name="sse-hub")
 
     def end_all(self) -> None:
-        """Tell every open stream to end at its next event boundary (drain)."""
+        """Tell every open stream, and any that opens later, to end at its next event
+        boundary (drain)."""
+        self._ending = True
         for subs in self._subs.values():
             for sub in subs:
                 sub.end()
@@ -122,7 +135,9 @@ class EventHub:
             held, sub.held = sub.held or [], None
             for event in held:
                 sub.offer(event)
-        if new_task:
+        if self._ending:  # drain began while this request was on its way in
+            sub.end()
+        elif new_task:
             await self._wake_reader(task_id)
         return sub
 
@@ -169,6 +184,8 @@ class EventHub:
             except Exception:
                 log.exception("event reader failed; retrying")
                 await asyncio.sleep(0.5)
+                with contextlib.suppress(Exception):  # a new connection has a new client id
+                    self._reader_id = int(await self.reader.client_id())
                 continue
             for stream, entries in reply or []:
                 self._deliver(stream, entries)

@@ -11,7 +11,7 @@ import re
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, cast
 
-from app.api.hub import EventHub, parse_id
+from app.api.hub import EventHub
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -58,17 +58,12 @@ async def live_stream(
     sub = await hub.subscribe(task_id, after_id)
     try:
         yield hint(retry_ms, "live")
-        last = parse_id(after_id)
         while True:
-            event = await sub.queue.get()
+            event = await sub.queue.get()  # each event once, in order (Subscription.offer)
             if event is None:  # drain or a client too slow: resume elsewhere from Last-Event-ID
                 yield hint(retry_ms, "reconnect")
                 return
             entry_id, event_type, data = event
-            current = parse_id(entry_id)
-            if current <= last:
-                continue
-            last = current
             yield frame(entry_id, event_type, data)
             if event_type in TERMINAL_EVENTS:
                 return

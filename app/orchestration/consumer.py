@@ -3,13 +3,15 @@
 Delivery protocol (docs/system_design.md has the picture):
 
 1. ``XREADGROUP`` (or ``XAUTOCLAIM`` for entries whose holder went silent) hands us an entry
-   naming a task and a batch of ``step:attempt`` pairs.
-2. ``start.lua`` claims each step that this delivery may run (fencing by attempt) and returns
-   its instruction and its dependencies' results.
+   naming a task and a batch of its step ids.
+2. ``start.lua`` claims each step this delivery may run (only the entry that carries a step
+   may; a redelivery takes the next attempt, fencing the old holder out) and returns its
+   instruction and its dependencies' results.
 3. The agent runs; ``complete.lua`` or ``fail.lua`` records the outcome and queues what became
    ready, atomically, and only if the attempt still owns the step.
 4. ``XACK`` comes last: a crash anywhere before it leaves the entry pending, so another worker
-   reclaims it and the scripts' fences make the replay harmless.
+   reclaims it and the scripts' fences make the replay harmless. A worker fenced out does not
+   ACK: the entry belongs to the newer attempt's holder.
 
 While a step runs, the lease loop re-claims our in-flight entries (``XCLAIM ... JUSTID``
 resets their idle time) so a slow but live step is never stolen.
@@ -67,7 +69,6 @@ class AgentConsumer:
         self.scripts = Scripts(redis)
         self.stream = keys.agent_stream(self.name)
         self.group = keys.agent_group(self.name)
-        self.slots = asyncio.Semaphore(settings.worker_concurrency)
         self.inflight: dict[str, asyncio.Task[None]] = {}
         self.visibility_ms = int(settings.visibility_timeout_s * 1000)
 

@@ -59,6 +59,7 @@ class WorkerRuntime:
         self._lease_tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
+        await self._check_server()
         for consumer in self.consumers:
             await consumer.ensure_group()
         stop = self.stop_event
@@ -75,6 +76,19 @@ class WorkerRuntime:
             asyncio.create_task(self.maintenance.trim_loop(stop), name="trim"),
         ]
         log.info("worker started", consumer=self.name, agents=[c.name for c in self.consumers])
+
+    async def _check_server(self) -> None:
+        """Warn when the server may evict keys: a queue must never lose entries to memory
+        pressure. (Managed services often forbid CONFIG: then we cannot tell.)"""
+        try:
+            policy = (await self.redis.config_get("maxmemory-policy")).get("maxmemory-policy")
+        except Exception:
+            return
+        if policy and policy != "noeviction":
+            log.warning(
+                "Redis maxmemory-policy is not noeviction: keys may be evicted and work lost",
+                maxmemory_policy=policy,
+            )
 
     async def run_until_stopped(self) -> None:
         await self.start()

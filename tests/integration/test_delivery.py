@@ -200,3 +200,19 @@ async def test_cancel_stops_the_task(harness: Harness) -> None:
     assert not [e for e in events if e["type"] == "step_completed"]
     ttl = await harness.redis.ttl(harness.keys.task(task_id))
     assert 0 < ttl <= harness.settings.task_ttl_s
+
+
+async def test_cancel_closes_running_steps_with_an_event(harness: Harness) -> None:
+    """Invariant 5: a step that started gets its closing event even when the task ends."""
+    await harness.start_worker(agents(retriever=ScriptedAgent("retriever", delay_s=0.5)))
+    task_id = await harness.store.submit("x", BENCH_PLAN)
+    for _ in range(100):
+        if any(e["type"] == "step_started" for e in await harness.events(task_id)):
+            break
+        await asyncio.sleep(0.01)
+    await harness.store.cancel(task_id)
+    events = await harness.events(task_id)
+    started = {e["step_id"] for e in events if e["type"] == "step_started"}
+    closed = {e["step_id"] for e in events if e["type"] == "step_failed" and e.get("cancelled")}
+    assert started and started == closed
+    assert events[-1]["type"] == "task_cancelled"

@@ -70,6 +70,12 @@ local function close_task(task_id, tk, state, ts, ttl, ev)
              'latency_ms', ts - tonumber(redis.call('HGET', tk, 'created_ms')))
   for _, sid in ipairs(split(redis.call('HGET', tk, 'steps'), ',')) do
     local st = sget(tk, sid, 'state')
+    if st == 'running' then
+      -- It started, so it gets its closing event (invariant 5); its late result is fenced out.
+      emit(task_id, {type = 'step_failed', step_id = sid, agent = sget(tk, sid, 'agent'),
+                     attempt = tonumber(sget(tk, sid, 'attempt')), cancelled = true,
+                     error = 'task ' .. state .. ' while the step ran'}, ts)
+    end
     if st == 'pending' or st == 'queued' or st == 'retrying' or st == 'running' then
       redis.call('HSET', tk, sid .. '|state', 'cancelled')
     end

@@ -12,6 +12,7 @@ local tin, tout = tonumber(ARGV[10]), tonumber(ARGV[11])
 local ttl = tonumber(ARGV[12])
 local agent = sget(tk, sid, 'agent')
 redis.call('HSET', k_results(task_id), sid, ARGV[5])
+redis.call('HDEL', tk, sid .. '|error')
 redis.call('HSET', tk, sid .. '|state', 'completed', sid .. '|finished_ms', ts,
            sid .. '|run_ms', run_ms, sid .. '|cost', cost, sid .. '|tin', tin, sid .. '|tout', tout)
 if sget(tk, sid, 'sink') == '1' then redis.call('HSET', tk, sid .. '|text', ARGV[7]) end

@@ -23,8 +23,6 @@ for i = 6, #ARGV do
     run = true
   elseif state == 'running' then
     attempt = attempt + 1
-    emit(task_id, {type = 'step_retrying', step_id = sid, agent = agent, attempt = attempt,
-                   delay_ms = 0, error = 'redelivered: the previous holder stopped renewing its lease'}, ts)
     if attempt > max_attempts then
       local err = 'lost its worker on every attempt'
       redis.call('HSET', tk, sid .. '|state', 'failed', sid .. '|attempt', attempt - 1,
@@ -38,6 +36,8 @@ for i = 6, #ARGV do
                  error = 'step ' .. sid .. ' failed: ' .. err})
       return {out[1]}
     end
+    emit(task_id, {type = 'step_retrying', step_id = sid, agent = agent, attempt = attempt,
+                   delay_ms = 0, error = 'redelivered: the previous holder stopped renewing its lease'}, ts)
     run = true
   end
   if run then

@@ -1,0 +1,68 @@
+"""The shared SSE reader: exact fan-out to subscribers that join at different points."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from app.api.hub import EventHub, Subscription
+from app.keys import Keys
+
+pytestmark = pytest.mark.integration
+
+
+async def drain_queue(sub: Subscription, n: int, timeout: float = 5) -> list[Any]:
+    out = []
+    for _ in range(n):
+        out.append(await asyncio.wait_for(sub.queue.get(), timeout))
+    return out
+
+
+@pytest.fixture
+async def hub(redis_url: str, prefix: str):  # type: ignore[no-untyped-def]
+    pool = Redis.from_url(redis_url, decode_responses=True)
+    reader = Redis.from_url(redis_url, decode_responses=True, max_connections=1)
+    h = EventHub(pool, reader, Keys(prefix), block_ms=2000)
+    await h.start()
+    yield h
+    await h.close()
+    await reader.aclose()
+    await pool.aclose()
+
+
+async def test_late_subscribers_get_every_event_once_in_order(hub: EventHub, redis: Redis) -> None:
+    key = hub.keys.events("t1")
+    ids = [await redis.xadd(key, {"type": "e", "data": str(i)}) for i in range(3)]
+    first = await hub.subscribe("t1", "0-0")
+    assert [e[0] for e in await drain_queue(first, 3)] == ids
+    ids += [await redis.xadd(key, {"type": "e", "data": str(i)}) for i in range(3, 6)]
+    assert [e[0] for e in await drain_queue(first, 3)] == ids[3:]
+    # Joins behind the shared cursor: catches up from its own id, then follows live.
+    second = await hub.subscribe("t1", ids[1])
+    ids.append(await redis.xadd(key, {"type": "e", "data": "6"}))
+    got = await drain_queue(second, 5)
+    assert [e[0] for e in got] == ids[2:]
+    assert (await drain_queue(first, 1))[0][0] == ids[6]
+    hub.unsubscribe(first)
+    hub.unsubscribe(second)
+    assert hub.open_streams == 0
+
+
+async def test_a_new_task_wakes_the_blocked_reader(hub: EventHub, redis: Redis) -> None:
+    await hub.subscribe("busy", "0-0")
+    await asyncio.sleep(0.1)  # the reader now blocks on 'busy' alone (block_ms=2000)
+    sub = await hub.subscribe("fresh", "0-0")
+    await redis.xadd(hub.keys.events("fresh"), {"type": "e", "data": "{}"})
+    got = await drain_queue(sub, 1, timeout=1.0)  # well under block_ms: woken, not timed out
+    assert got[0][1] == "e"
+
+
+async def test_a_stream_opened_during_drain_ends_at_once(hub: EventHub, redis: Redis) -> None:
+    await redis.xadd(hub.keys.events("t2"), {"type": "e", "data": "{}"})
+    hub.end_all()
+    sub = await hub.subscribe("t2", "0-0")
+    got = await drain_queue(sub, 2)
+    assert got[0][1] == "e" and got[1] is None
