@@ -1,6 +1,6 @@
 """``python -m worker.agent_worker [--agents retriever,analyzer]``: host agents' consumers.
 
-Process concerns only: arguments, logging, metrics endpoint, signals. SIGTERM/SIGINT stop
+Process concerns only: arguments, logging, /metrics + /healthz, signals. SIGTERM/SIGINT stop
 reading at once, let in-flight steps finish within AGENTIC_WORKER_GRACE_S, and hand back the
 rest for another worker to reclaim.
 """
@@ -12,7 +12,6 @@ import asyncio
 import signal
 
 import structlog
-from prometheus_client import start_http_server
 
 from app.agents import build_agents
 from app.config import Settings, get_settings
@@ -20,6 +19,7 @@ from app.keys import AGENTS
 from app.logs import configure_logging
 from app.orchestration.runtime import WorkerRuntime
 from app.redis_client import make_redis
+from worker.health import serve_health
 
 log = structlog.get_logger("agentic.worker")
 
@@ -38,12 +38,17 @@ async def run_worker(settings: Settings, agent_names: list[str]) -> None:
     redis = make_redis(settings)
     agents = {name: agent for name, agent in build_agents(settings).items() if name in agent_names}
     runtime = WorkerRuntime(redis, settings, agents)
+    health = (
+        await serve_health(settings.worker_metrics_port) if settings.worker_metrics_port else None
+    )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, runtime.request_stop)
     try:
         await runtime.run_until_stopped()
     finally:
+        if health is not None:
+            health.close()
         await redis.aclose()
 
 
@@ -54,8 +59,6 @@ def main(argv: list[str] | None = None) -> None:
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
     names = parse_agents(args.agents)
-    if settings.worker_metrics_port:
-        start_http_server(settings.worker_metrics_port)
     log.info("starting worker", agents=names, executor=settings.executor)
     asyncio.run(run_worker(settings, names))
 

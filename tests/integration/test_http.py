@@ -194,3 +194,51 @@ def test_health_and_openapi(api: Proc) -> None:
     ]:
         assert path in paths
     assert "text/html" in httpx.get(f"{api.url}/").headers["content-type"]
+
+
+def test_worker_serves_health_and_prometheus_metrics(
+    api: Proc, offline: Settings, tmp_path: Path
+) -> None:
+    from tests.integration.procs import free_port
+
+    port = free_port()
+    worker = start_worker(offline, tmp_path, worker_metrics_port=port)
+    try:
+        task_id = httpx.post(f"{api.url}/run-task", json={"user_input": TASK}).json()["task_id"]
+        wait_terminal(api.url, task_id)
+        base = f"http://127.0.0.1:{port}"
+        assert httpx.get(f"{base}/healthz").json() == {"status": "ok"}
+        text = httpx.get(f"{base}/metrics").text
+        assert 'agentic_steps_total{agent="writer",outcome="completed"} 1.0' in text
+        assert "agentic_step_run_seconds_bucket" in text and "agentic_stream_lag" in text
+        assert httpx.get(f"{base}/nope").status_code == 404
+    finally:
+        worker.terminate()
+
+
+def test_agentic_run_prints_report_and_exits_zero(api: Proc, worker: Proc) -> None:
+    import subprocess
+    import sys
+
+    from tests.integration.procs import ROOT
+
+    done = subprocess.run(
+        [sys.executable, "-m", "app.cli", "run", TASK, "--url", api.url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Sources" in done.stdout and "task_completed" in done.stderr
+    as_json = subprocess.run(
+        [sys.executable, "-m", "app.cli", "run", TASK, "--url", api.url, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    import orjson
+
+    events = [orjson.loads(line) for line in as_json.stdout.splitlines()]
+    assert as_json.returncode == 0 and events[-1]["type"] == "task_completed"
