@@ -84,3 +84,18 @@ def test_client_disconnect_frees_its_subscription(settings: Settings, tmp_path: 
             time.sleep(0.05)
     finally:
         api.terminate()
+
+
+def test_idle_stream_gets_keep_alive_comments(settings: Settings, tmp_path: Path) -> None:
+    api = start_api(settings, tmp_path, sse_ping_s=0.2)  # no worker: nothing happens
+    try:
+        task_id = httpx.post(f"{api.url}/run-task", json={"user_input": TASK}).json()["task_id"]
+        pings = 0
+        with httpx.stream("GET", f"{api.url}/stream/{task_id}", timeout=10) as resp:
+            for line in resp.iter_lines():
+                pings += line.startswith(": ping")
+                if pings == 2:
+                    break
+        assert pings == 2
+    finally:
+        api.terminate()
