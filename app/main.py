@@ -15,10 +15,12 @@ from app.api.drain import DrainState
 from app.api.errors import install_error_handlers
 from app.api.hub import EventHub
 from app.api.limits import BodyLimitMiddleware
+from app.api.ops import router as ops_router
 from app.api.routes import router
 from app.config import Settings, get_settings
 from app.keys import Keys
 from app.logs import configure_logging
+from app.orchestration.dlq import DeadLetters
 from app.orchestration.store import TaskStore
 from app.redis_client import make_redis
 
@@ -37,6 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.store = TaskStore(redis, keys, ttl_s=settings.task_ttl_s)
         app.state.hub = hub
+        app.state.dead_letters = DeadLetters(redis, keys, max_attempts=settings.max_attempts)
         app.state.planner = build_planner(settings)
         drain: DrainState = app.state.drain
         drain.on_start(hub.end_all)
@@ -59,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(ops_router)
     Instrumentator(excluded_handlers=["/metrics", "/stream/.*"]).instrument(app).expose(
         app, endpoint="/metrics", include_in_schema=True, tags=["ops"]
     )

@@ -181,3 +181,49 @@ class ErrorBody(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorBody
+
+
+class TaskSummary(BaseModel):
+    task_id: str
+    state: TaskState
+    user_input: str
+    planner: str
+    created_at_ms: int
+    finished_at_ms: int | None = None
+    steps: int
+
+
+class TaskList(BaseModel):
+    tasks: list[TaskSummary]
+
+
+class DeadLetter(BaseModel):
+    id: str = Field(description="Entry id in the dead-letter stream")
+    task_id: str
+    step_id: str
+    agent: str
+    attempt: int
+    error: str
+    ts: int = Field(description="When the step was dead-lettered (ms since the epoch)")
+
+
+class DeadLetterList(BaseModel):
+    entries: list[DeadLetter]
+    depth: int
+
+
+class Redriven(BaseModel):
+    id: str
+    task_id: str
+    step_id: str
+    state: TaskState = TaskState.RUNNING
+
+
+class RedriveSkipped(BaseModel):
+    id: str
+    reason: str
+
+
+class RedriveAll(BaseModel):
+    redriven: list[Redriven]
+    skipped: list[RedriveSkipped]

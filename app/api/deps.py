@@ -10,12 +10,18 @@ from app.agents.base import Planner
 from app.api.drain import DrainState
 from app.api.hub import EventHub
 from app.config import Settings
+from app.orchestration.dlq import DeadLetters
 from app.orchestration.store import TaskStore
 
 
 def get_store(request: Request) -> TaskStore:
     store: TaskStore = request.app.state.store
     return store
+
+
+def get_dead_letters(request: Request) -> DeadLetters:
+    dlq: DeadLetters = request.app.state.dead_letters
+    return dlq
 
 
 def get_hub(request: Request) -> EventHub:
@@ -40,6 +46,7 @@ def get_app_settings(request: Request) -> Settings:
 
 StoreDep = Annotated[TaskStore, Depends(get_store)]
 HubDep = Annotated[EventHub, Depends(get_hub)]
+DeadLettersDep = Annotated[DeadLetters, Depends(get_dead_letters)]
 DrainDep = Annotated[DrainState, Depends(get_drain)]
 PlannerDep = Annotated[Planner, Depends(get_planner)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]

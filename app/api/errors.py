@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.errors import PlanError, TaskConflict, TaskNotFound
+from app.errors import DeadLetterNotFound, PlanError, TaskConflict, TaskNotFound
 
 log = structlog.get_logger("agentic.api")
 
@@ -62,6 +62,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(TaskNotFound)
     async def _not_found(_: Request, exc: TaskNotFound) -> JSONResponse:
         return error_response(404, str(exc), code="task_not_found")
+
+    @app.exception_handler(DeadLetterNotFound)
+    async def _no_entry(_: Request, exc: DeadLetterNotFound) -> JSONResponse:
+        return error_response(404, str(exc), code="dead_letter_not_found")
 
     @app.exception_handler(TaskConflict)
     async def _conflict(_: Request, exc: TaskConflict) -> JSONResponse:

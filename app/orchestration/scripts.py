@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.commands.core import AsyncScript
 
-SCRIPT_NAMES = ("submit", "start", "complete", "fail", "promote", "cancel", "progress")
+SCRIPT_NAMES = ("submit", "start", "complete", "fail", "promote", "cancel", "progress", "redrive")
 
 
 @cache

@@ -21,6 +21,7 @@ from app.models import (
     TaskMetrics,
     TaskPublic,
     TaskState,
+    TaskSummary,
 )
 from app.orchestration.scripts import Scripts
 
@@ -68,6 +69,37 @@ class TaskStore:
         if not fields or "state" not in fields:
             raise TaskNotFound(task_id)
         return fields
+
+    async def recent(self, limit: int = 50) -> list[TaskSummary]:
+        """Newest first; ids whose keys have expired are dropped from the index on the way."""
+        ids = cast(list[str], await self.redis.zrevrange(self.keys.tasks_index, 0, limit - 1))
+        fields = ("state", "user_input", "planner", "created_ms", "finished_ms", "n_steps")
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for task_id in ids:
+                pipe.hmget(self.keys.task(task_id), fields)
+            rows: list[list[str | None]] = await pipe.execute()
+        out: list[TaskSummary] = []
+        gone = []
+        for task_id, (state, user_input, planner, created, finished, n_steps) in zip(
+            ids, rows, strict=True
+        ):
+            if state is None or created is None:
+                gone.append(task_id)
+                continue
+            out.append(
+                TaskSummary(
+                    task_id=task_id,
+                    state=TaskState(state),
+                    user_input=(user_input or "")[:500],
+                    planner=planner or "offline",
+                    created_at_ms=int(created),
+                    finished_at_ms=_int(finished),
+                    steps=int(n_steps or 0),
+                )
+            )
+        if gone:
+            await self.redis.zrem(self.keys.tasks_index, *gone)
+        return out
 
     async def exists(self, task_id: str) -> bool:
         return bool(await self.redis.exists(self.keys.task(task_id)))

@@ -242,3 +242,15 @@ def test_agentic_run_prints_report_and_exits_zero(api: Proc, worker: Proc) -> No
 
     events = [orjson.loads(line) for line in as_json.stdout.splitlines()]
     assert as_json.returncode == 0 and events[-1]["type"] == "task_completed"
+
+
+def test_operator_endpoints(api: Proc, worker: Proc) -> None:
+    task_id = httpx.post(f"{api.url}/run-task", json={"user_input": TASK}).json()["task_id"]
+    wait_terminal(api.url, task_id)
+    tasks = httpx.get(f"{api.url}/tasks", params={"limit": 5}).json()["tasks"]
+    assert tasks[0]["task_id"] == task_id and tasks[0]["state"] == "completed"
+    assert httpx.get(f"{api.url}/tasks", params={"limit": 0}).status_code == 422
+    assert httpx.get(f"{api.url}/dlq").json() == {"entries": [], "depth": 0}
+    r = httpx.post(f"{api.url}/dlq/1-1/redrive")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "dead_letter_not_found"
+    assert httpx.post(f"{api.url}/dlq/redrive").json() == {"redriven": [], "skipped": []}

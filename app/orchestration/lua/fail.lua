@@ -13,6 +13,8 @@ end
 local ts = now_ms()
 local agent = sget(tk, sid, 'agent')
 redis.call('HSET', tk, sid .. '|error', err, sid .. '|finished_ms', ts)
+-- A redriven step has its own ceiling (redrive.lua gives it a fresh set of attempts).
+max_attempts = tonumber(sget(tk, sid, 'max_attempt')) or max_attempts
 if not permanent and attempt < max_attempts and redis.call('HGET', tk, 'state') == 'running' then
   redis.call('HSET', tk, sid .. '|state', 'retrying', sid .. '|attempt', attempt + 1)
   redis.call('ZADD', K_DELAYED, ts + delay_ms, task_id .. '|' .. sid .. ':' .. (attempt + 1))

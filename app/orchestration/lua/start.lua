@@ -23,7 +23,7 @@ for i = 6, #ARGV do
     run = true
   elseif state == 'running' then
     attempt = attempt + 1
-    if attempt > max_attempts then
+    if attempt > (tonumber(sget(tk, sid, 'max_attempt')) or max_attempts) then
       local err = 'lost its worker on every attempt'
       redis.call('HSET', tk, sid .. '|state', 'failed', sid .. '|attempt', attempt - 1,
                  sid .. '|error', err, sid .. '|finished_ms', ts)

@@ -1,0 +1,74 @@
+"""Operator paths: recent tasks, the dead-letter queue, and redrive resuming a task."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import pytest
+
+from app.config import Settings
+from app.errors import DeadLetterNotFound, TaskConflict
+from app.orchestration.dlq import DeadLetters
+from tests.integration.harness import BENCH_PLAN, Harness, ScriptedAgent, agents
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def harness(settings: Settings):  # type: ignore[no-untyped-def]
+    h = Harness(settings)
+    yield h
+    await h.close()
+
+
+async def test_recent_tasks_newest_first_and_expired_ones_dropped(harness: Harness) -> None:
+    first = await harness.store.submit("first", BENCH_PLAN)
+    await asyncio.sleep(0.005)
+    second = await harness.store.submit("second", BENCH_PLAN)
+    recent = await harness.store.recent(10)
+    assert [t.task_id for t in recent] == [second, first]
+    assert recent[0].user_input == "second" and recent[0].steps == 4
+    await harness.redis.delete(*harness.keys.task_keys(first))  # as if its TTL ran out
+    assert [t.task_id for t in await harness.store.recent(10)] == [second]
+    assert await harness.redis.zscore(harness.keys.tasks_index, first) is None
+
+
+async def test_redrive_resumes_the_task_without_redoing_finished_steps(harness: Harness) -> None:
+    analyzer = ScriptedAgent("analyzer", fail_times=3)  # fails its 3 attempts, then works
+    retriever = ScriptedAgent("retriever")
+    await harness.start_worker(agents(analyzer=analyzer, retriever=retriever))
+    task_id = await harness.store.submit("x", BENCH_PLAN)
+    assert await harness.wait_state(task_id) == "failed"
+    dlq = DeadLetters(harness.redis, harness.keys, max_attempts=harness.settings.max_attempts)
+    (entry,) = await dlq.entries()
+    assert (entry.task_id, entry.step_id, entry.attempt) == (task_id, "analyze", 3)
+    assert "scripted failure" in entry.error
+    redriven = await dlq.redrive(entry.id)
+    assert redriven.task_id == task_id
+    assert await harness.wait_state(task_id) == "completed"
+    assert sum(retriever.runs.values()) == 2  # the retrieve steps were not redone
+    assert analyzer.runs[(task_id, "analyze")] == 4
+    assert await dlq.depth() == 0
+    events = await harness.events(task_id)
+    completed = Counter(e["step_id"] for e in events if e["type"] == "step_completed")
+    assert completed == Counter({"retrieve_1": 1, "retrieve_2": 1, "analyze": 1, "write": 1})
+    assert [e["type"] for e in events if e["type"].startswith("task_")] == [
+        "task_failed",
+        "task_completed",
+    ]
+    assert await harness.redis.ttl(harness.keys.task(task_id)) > 0  # expires again once done
+    with pytest.raises(DeadLetterNotFound):
+        await dlq.redrive(entry.id)
+
+
+async def test_redrive_refuses_an_expired_task(harness: Harness) -> None:
+    await harness.start_worker(agents(writer=ScriptedAgent("writer", fail_times=-1)))
+    task_id = await harness.store.submit("x", BENCH_PLAN)
+    assert await harness.wait_state(task_id) == "failed"
+    dlq = DeadLetters(harness.redis, harness.keys, max_attempts=3)
+    await harness.redis.delete(*harness.keys.task_keys(task_id))
+    done, skipped = await dlq.redrive_all()
+    assert done == [] and len(skipped) == 1 and "expired" in skipped[0].reason
+    with pytest.raises(TaskConflict):
+        await dlq.redrive(skipped[0].id)
