@@ -1,0 +1,1 @@
+"""``agentic bench``: orchestration benchmark through the real HTTP API, against Celery."""

@@ -1,0 +1,113 @@
+"""The same 4-step DAG on Celery (two parallel retrieves as a chord header, then analyze, then
+write), no-op tasks, Redis broker and result backend on the same server as ours.
+
+Needs ``pip install -e '.[bench]'``. The worker runs as ``celery -A app.bench.celery_side
+worker``; the broker URL comes from ``BENCH_REDIS_URL`` (db 0 broker, db 1 results, db 2 the
+completion marks this harness polls).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+import redis
+from celery import Celery, chain, chord, group
+
+_url = urlsplit(os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379"))
+BASE = f"{_url.scheme}://{_url.netloc}"  # databases 0-2 are ours to choose
+app = Celery("agentic_bench", broker=f"{BASE}/0", backend=f"{BASE}/1")
+app.conf.update(
+    task_serializer="json",
+    result_serializer="json",
+    accept_content=["json"],
+    worker_prefetch_multiplier=16,
+    task_acks_late=True,
+    broker_connection_retry_on_startup=True,
+    result_expires=600,
+    worker_hijack_root_logger=False,
+)
+MARKS = redis.Redis.from_url(f"{BASE}/2")
+
+
+@app.task(name="bench.retrieve")
+def retrieve(task_id: str, i: int) -> dict[str, str]:
+    return {"doc": f"{task_id}-{i}"}
+
+
+@app.task(name="bench.analyze")
+def analyze(docs: list[Any], task_id: str) -> dict[str, int]:
+    return {"n": len(docs)}
+
+
+@app.task(name="bench.write")
+def write(analysis: dict[str, int], task_id: str) -> str:
+    MARKS.hset("done", task_id, time.time())
+    return "ok"
+
+
+def dag(task_id: str) -> Any:
+    return chain(
+        chord(group(retrieve.s(task_id, 0), retrieve.s(task_id, 1)), analyze.s(task_id)),
+        write.s(task_id),
+    )
+
+
+def start_worker(redis_url: str, concurrency: int = 2) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, BENCH_REDIS_URL=redis_url)
+    args = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "app.bench.celery_side",
+        "worker",
+        "-P",
+        "prefork",
+        "-c",
+        str(concurrency),
+        "--loglevel=WARNING",
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ping_deadline = time.monotonic() + 30
+    while time.monotonic() < ping_deadline:
+        if app.control.ping(timeout=0.5):
+            return proc
+    proc.kill()
+    raise RuntimeError("the Celery worker did not answer ping")
+
+
+def burst(n: int) -> tuple[list[float], float]:
+    """Submit n DAGs at once (Celery's best case), wait for all. Returns (latencies s, wall s)."""
+    MARKS.delete("done")
+    submitted: dict[str, float] = {}
+    started = time.time()
+    for k in range(n):
+        tid = f"t{k}"
+        submitted[tid] = time.time()
+        dag(tid).apply_async()
+    while MARKS.hlen("done") < n and time.time() - started < 600:
+        time.sleep(0.02)
+    marks: dict[bytes, bytes] = MARKS.hgetall("done")  # type: ignore[assignment]
+    done = {k.decode(): float(v) for k, v in marks.items()}
+    wall = max(done.values()) - started if done else float("nan")
+    return [done[t] - submitted[t] for t in done], wall
+
+
+def sequential(n: int) -> list[float]:
+    MARKS.delete("done")
+    out = []
+    for k in range(n):
+        tid = f"l{k}"
+        t = time.time()
+        dag(tid).apply_async()
+        while not MARKS.hexists("done", tid):
+            time.sleep(0.0005)
+        out.append(float(MARKS.hget("done", tid) or 0) - t)
+    return out

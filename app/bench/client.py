@@ -1,0 +1,93 @@
+"""The load generator: aiohttp (httpx's async client tops out near 250 requests/s here)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+import aiohttp
+import orjson
+
+TERMINAL = (b"event: task_completed", b"event: task_failed", b"event: task_cancelled")
+TASK = "Compare Redis Streams and Kafka for job queues"
+
+
+@dataclass
+class Outcome:
+    latencies_s: list[float] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    delays_ms: list[float] = field(default_factory=list)
+
+
+def session(connections: int = 0) -> aiohttp.ClientSession:
+    timeout = aiohttp.ClientTimeout(total=None, sock_read=120)
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections), timeout=timeout)
+
+
+async def submit(http: aiohttp.ClientSession, base: str) -> str:
+    async with http.post(f"{base}/run-task", json={"user_input": TASK}) as resp:
+        body = await resp.read()
+        if resp.status != 202:
+            raise RuntimeError(f"POST /run-task {resp.status}: {body[:200]!r}")
+        return str(orjson.loads(body)["task_id"])
+
+
+async def follow(
+    http: aiohttp.ClientSession, base: str, task_id: str, delays: list[float] | None = None
+) -> bytes:
+    """Read the task's SSE stream to its terminal event; optionally record delivery delays
+    (event ``ts`` → received, ms)."""
+    async with http.get(f"{base}/stream/{task_id}") as resp:
+        async for line in resp.content:
+            if delays is not None and line.startswith(b"data: "):
+                delays.append(time.time() * 1000 - orjson.loads(line[6:])["ts"])
+            if line.startswith(TERMINAL):
+                return line.strip()
+    raise RuntimeError(f"stream of {task_id} ended without a terminal event")
+
+
+async def one_task(http: aiohttp.ClientSession, base: str, out: Outcome) -> None:
+    started = time.perf_counter()
+    try:
+        task_id = await submit(http, base)
+        terminal = await follow(http, base, task_id)
+    except Exception as exc:  # a benchmark reports failures, it does not stop on them
+        out.failures.append(f"{type(exc).__name__}: {exc}")
+        return
+    if terminal != b"event: task_completed":
+        out.failures.append(f"{task_id}: {terminal.decode()}")
+    out.latencies_s.append(time.perf_counter() - started)
+
+
+async def burst(base: str, n: int, concurrency: int) -> tuple[Outcome, float]:
+    """N tasks with C in flight, each followed over SSE to its end. Returns (outcome, wall s)."""
+    out = Outcome()
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(n):
+        queue.put_nowait(i)
+
+    async def slot(http: aiohttp.ClientSession) -> None:
+        while not queue.empty():
+            queue.get_nowait()
+            await one_task(http, base, out)
+
+    async with session() as http:
+        started = time.perf_counter()
+        await asyncio.gather(*(slot(http) for _ in range(concurrency)))
+        return out, time.perf_counter() - started
+
+
+async def sequential(base: str, n: int) -> Outcome:
+    out = Outcome()
+    async with session() as http:
+        for _ in range(n):
+            await one_task(http, base, out)
+    return out
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]

@@ -1,0 +1,33 @@
+"""Server-side cost: deltas of INFO stats/cpu across a burst (script-internal calls count,
+since that is what the server pays)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    commands: int
+    cpu_s: float
+
+
+def snapshot(url: str) -> Snapshot:
+    client = redis.Redis.from_url(url)
+    try:
+        stats, cpu = client.info("stats"), client.info("cpu")
+    finally:
+        client.close()
+    return Snapshot(
+        int(stats["total_commands_processed"]),
+        float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]),
+    )
+
+
+def per_step(before: Snapshot, after: Snapshot, steps: int) -> tuple[float, float]:
+    """(commands per step, server CPU µs per step)."""
+    if steps <= 0:
+        return float("nan"), float("nan")
+    return (after.commands - before.commands) / steps, (after.cpu_s - before.cpu_s) * 1e6 / steps

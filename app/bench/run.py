@@ -1,0 +1,209 @@
+"""Scenarios of ``agentic bench`` and the report they print."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from app.bench import client, probe
+from app.bench.stack import Stack, raise_fd_limit, rss_kib
+
+STEPS_PER_TASK = 4
+
+
+@dataclass
+class Options:
+    tasks: int = 2000
+    concurrency: int = 64
+    idle_tasks: int = 200
+    workers: tuple[int, ...] = (1, 2, 4)
+    streams: int = 5000
+    compare_celery: bool = False
+    durable: bool = False
+
+
+@dataclass
+class Results:
+    system: str
+    figures: dict[str, Any] = field(default_factory=dict)
+
+
+def quick() -> Options:
+    return Options(tasks=200, concurrency=32, idle_tasks=30, workers=(1, 2), streams=200)
+
+
+@contextlib.contextmanager
+def valkey(url: str | None, durable: bool) -> Iterator[str]:
+    if url:
+        yield url
+        return
+    import tempfile
+
+    from app.embedded import start_embedded
+
+    server = start_embedded(Path(tempfile.mkdtemp(prefix="bench-valkey-")), durable=durable)
+    try:
+        yield str(server.connection_url)
+    finally:
+        server.stop()
+
+
+def saturated(stack: Stack, opts: Options, tasks: int | None = None) -> dict[str, Any]:
+    n = tasks or opts.tasks
+    asyncio.run(client.burst(stack.api_url, min(n, 50), opts.concurrency))  # warm up
+    before = probe.snapshot(stack.redis_url)
+    out, wall = asyncio.run(client.burst(stack.api_url, n, opts.concurrency))
+    after = probe.snapshot(stack.redis_url)
+    steps = STEPS_PER_TASK * len(out.latencies_s)
+    cmds, cpu_us = probe.per_step(before, after, steps)
+    return {
+        "tasks": n,
+        "completed": len(out.latencies_s),
+        "failures": out.failures[:5],
+        "tasks_per_s": len(out.latencies_s) / wall,
+        "steps_per_s": steps / wall,
+        "latency_p50_ms": client.percentile(out.latencies_s, 0.5) * 1000,
+        "latency_p99_ms": client.percentile(out.latencies_s, 0.99) * 1000,
+        "redis_commands_per_step": cmds,
+        "redis_cpu_us_per_step": cpu_us,
+        "redis_ceiling_steps_per_s": 1e6 / cpu_us if cpu_us > 0 else float("nan"),
+    }
+
+
+def idle(stack: Stack, opts: Options) -> dict[str, Any]:
+    out = asyncio.run(client.sequential(stack.api_url, opts.idle_tasks))
+    return {
+        "idle_p50_ms": client.percentile(out.latencies_s, 0.5) * 1000,
+        "idle_p99_ms": client.percentile(out.latencies_s, 0.99) * 1000,
+        "idle_failures": out.failures[:5],
+    }
+
+
+def scale_out(stack: Stack, opts: Options) -> list[dict[str, Any]]:
+    curve = []
+    for n in opts.workers:
+        stack.scale_workers(n)
+        figures = saturated(stack, opts, tasks=max(100, opts.tasks // 2))
+        curve.append(
+            {
+                "workers": n,
+                "steps_per_s": figures["steps_per_s"],
+                "redis_cpu_us_per_step": figures["redis_cpu_us_per_step"],
+                "failures": figures["failures"],
+            }
+        )
+    stack.scale_workers(1)
+    return curve
+
+
+async def open_streams(http: aiohttp.ClientSession, api_url: str) -> int:
+    async with http.get(f"{api_url}/metrics") as resp:
+        text = await resp.text()
+    found = re.search(r"^agentic_sse_open_streams (\S+)$", text, re.M)
+    return int(float(found.group(1))) if found else -1
+
+
+async def _fanout(stack: Stack, streams: int) -> dict[str, Any]:
+    assert stack.api is not None
+    per_task = 10
+    async with client.session() as http:
+        task_ids = [
+            await client.submit(http, stack.api_url) for _ in range(max(1, streams // per_task))
+        ]
+        baseline = rss_kib(stack.api.pid)
+        delays: list[float] = []
+        followers = [
+            asyncio.create_task(
+                client.follow(http, stack.api_url, task_ids[i % len(task_ids)], delays)
+            )
+            for i in range(streams)
+        ]
+        deadline = time.monotonic() + 120
+        opened = 0
+        while time.monotonic() < deadline:
+            opened = await open_streams(http, stack.api_url)
+            if opened >= streams:
+                break
+            await asyncio.sleep(0.2)  # the condition lives in another process
+        loaded = rss_kib(stack.api.pid)
+        delays.clear()  # only events delivered live, after every stream is open
+        stack.scale_workers(1)  # the tasks start now
+        results = await asyncio.gather(*followers, return_exceptions=True)
+    errors = [r for r in results if isinstance(r, BaseException)]
+    return {
+        "streams": streams,
+        "opened": opened,
+        "stream_errors": len(errors),
+        "delivery_p50_ms": client.percentile(delays, 0.5),
+        "delivery_p99_ms": client.percentile(delays, 0.99),
+        "api_rss_kib_per_stream": (loaded - baseline) / max(1, opened),
+    }
+
+
+def fanout(stack: Stack, opts: Options) -> dict[str, Any]:
+    stack.scale_workers(0)  # tasks wait queued while the streams open
+    return asyncio.run(_fanout(stack, opts.streams))
+
+
+def run_ours(opts: Options, redis_url: str | None) -> Results:
+    raise_fd_limit()
+    with valkey(redis_url, opts.durable) as url:
+        stack = Stack(url, env_extra={"AGENTIC_SSE_PING_S": "30"})
+        try:
+            stack.start_api()
+            stack.scale_workers(1)
+            figures = saturated(stack, opts)
+            figures.update(idle(stack, opts))
+            figures["scale_out"] = scale_out(stack, opts)
+            figures["fanout"] = fanout(stack, opts)
+        finally:
+            stack.close()
+    return Results("agentic", figures)
+
+
+def run_celery(opts: Options, redis_url: str | None) -> Results:
+    with valkey(redis_url, durable=False) as url:
+        import os
+
+        os.environ["BENCH_REDIS_URL"] = url
+        from app.bench import celery_side
+
+        worker = celery_side.start_worker(url)
+        try:
+            celery_side.burst(min(opts.tasks, 50))
+            before = probe.snapshot(url)
+            latencies, wall = celery_side.burst(opts.tasks)
+            after = probe.snapshot(url)
+            steps = STEPS_PER_TASK * len(latencies)
+            cmds, cpu_us = probe.per_step(before, after, steps)
+            idle_lat = celery_side.sequential(opts.idle_tasks)
+        finally:
+            worker.terminate()
+            worker.wait(20)
+    return Results(
+        "celery",
+        {
+            "tasks": opts.tasks,
+            "completed": len(latencies),
+            "tasks_per_s": len(latencies) / wall,
+            "steps_per_s": steps / wall,
+            "latency_p50_ms": client.percentile(latencies, 0.5) * 1000,
+            "latency_p99_ms": client.percentile(latencies, 0.99) * 1000,
+            "redis_commands_per_step": cmds,
+            "redis_cpu_us_per_step": cpu_us,
+            "idle_p50_ms": client.percentile(idle_lat, 0.5) * 1000,
+            "idle_p99_ms": client.percentile(idle_lat, 0.99) * 1000,
+        },
+    )
+
+
+def as_dict(results: list[Results]) -> dict[str, Any]:
+    return {r.system: asdict(r)["figures"] for r in results}
