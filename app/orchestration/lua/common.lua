@@ -37,13 +37,46 @@ end
 
 local function sget(tk, sid, f) return redis.call('HGET', tk, sid .. '|' .. f) end
 
+-- Several fields of one step in one HMGET: returns a table keyed by field name.
+local function smget(tk, sid, fields)
+  local names = {}
+  for i, f in ipairs(fields) do names[i] = sid .. '|' .. f end
+  local values = redis.call('HMGET', tk, unpack(names))
+  local out = {}
+  for i, f in ipairs(fields) do out[f] = values[i] end
+  return out
+end
+
+-- Writes to the task hash are gathered in a list and sent as one HSET: each redis.call is
+-- work for the server, and most of a step's cost is these calls.
+local function put(w, field, value)
+  w[#w + 1] = field
+  w[#w + 1] = value
+end
+
+local function flush(tk, w)
+  if #w > 0 then redis.call('HSET', tk, unpack(w)) end
+end
+
 -- Queue a set of ready steps: one stream entry per agent (a batch), one event per step.
 -- Each step remembers the entry that carries it: only that entry may run it (start.lua), so a
--- stale or duplicated entry is recognised whatever attempt numbers say.
-local function enqueue(task_id, tk, sids, ts)
+-- stale or duplicated entry is recognised whatever attempt numbers say. ``known`` maps a step
+-- to {agent, attempt} when the caller has them; the field writes go to ``w`` (caller flushes).
+local function enqueue(task_id, tk, sids, ts, w, known)
+  if #sids == 0 then return end
+  if known == nil then
+    known = {}
+    local names = {}
+    for _, sid in ipairs(sids) do
+      names[#names + 1] = sid .. '|agent'
+      names[#names + 1] = sid .. '|attempt'
+    end
+    local values = redis.call('HMGET', tk, unpack(names))
+    for i, sid in ipairs(sids) do known[sid] = {values[2 * i - 1], values[2 * i]} end
+  end
   local by_agent, order = {}, {}
   for _, sid in ipairs(sids) do
-    local agent = sget(tk, sid, 'agent')
+    local agent = known[sid][1]
     if by_agent[agent] == nil then by_agent[agent] = {}; order[#order + 1] = agent end
     table.insert(by_agent[agent], sid)
   end
@@ -51,9 +84,11 @@ local function enqueue(task_id, tk, sids, ts)
     local batch = by_agent[agent]
     local entry = redis.call('XADD', k_agent(agent), '*', 't', task_id, 's', table.concat(batch, ','))
     for _, sid in ipairs(batch) do
-      redis.call('HSET', tk, sid .. '|state', 'queued', sid .. '|queued_ms', ts, sid .. '|entry', entry)
+      put(w, sid .. '|state', 'queued')
+      put(w, sid .. '|queued_ms', ts)
+      put(w, sid .. '|entry', entry)
       emit(task_id, {type = 'step_queued', step_id = sid, agent = agent,
-                     attempt = tonumber(sget(tk, sid, 'attempt'))}, ts)
+                     attempt = tonumber(known[sid][2])}, ts)
     end
   end
 end

@@ -5,42 +5,67 @@
 -- Returns 1 when recorded, 2 when it also completed the task, 0 when fenced out.
 local task_id, sid, attempt = ARGV[2], ARGV[3], ARGV[4]
 local tk = k_task(task_id)
-if sget(tk, sid, 'state') ~= 'running' or sget(tk, sid, 'attempt') ~= attempt then return 0 end
+local f = redis.call('HMGET', tk, sid .. '|state', sid .. '|attempt', sid .. '|agent',
+                     sid .. '|sink', sid .. '|dependents', sid .. '|error', 'state', 'n_done',
+                     'n_steps', 'cost_units', 'tokens_in', 'tokens_out', 'created_ms', 'steps')
+if f[1] ~= 'running' or f[2] ~= attempt then return 0 end
+local agent, sink, dependents, task_state = f[3], f[4] == '1', f[5], f[7]
 local ts = now_ms()
 local run_ms, cost = tonumber(ARGV[8]), tonumber(ARGV[9])
-local tin, tout = tonumber(ARGV[10]), tonumber(ARGV[11])
-local ttl = tonumber(ARGV[12])
-local agent = sget(tk, sid, 'agent')
+local tin, tout, ttl = tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
+local done = tonumber(f[8]) + 1
+local total_cost = tonumber(f[10]) + cost
+local total_in, total_out = tonumber(f[11]) + tin, tonumber(f[12]) + tout
 redis.call('HSET', k_results(task_id), sid, ARGV[5])
-redis.call('HDEL', tk, sid .. '|error')
-redis.call('HSET', tk, sid .. '|state', 'completed', sid .. '|finished_ms', ts,
-           sid .. '|run_ms', run_ms, sid .. '|cost', cost, sid .. '|tin', tin, sid .. '|tout', tout)
-if sget(tk, sid, 'sink') == '1' then redis.call('HSET', tk, sid .. '|text', ARGV[7]) end
-redis.call('HINCRBYFLOAT', tk, 'cost_units', cost)
-redis.call('HINCRBY', tk, 'tokens_in', tin)
-redis.call('HINCRBY', tk, 'tokens_out', tout)
-local done = redis.call('HINCRBY', tk, 'n_done', 1)
+if f[6] then redis.call('HDEL', tk, sid .. '|error') end
+local w = {sid .. '|state', 'completed', sid .. '|finished_ms', ts, sid .. '|run_ms', run_ms,
+           sid .. '|cost', cost, sid .. '|tin', tin, sid .. '|tout', tout, 'n_done', done,
+           'cost_units', total_cost, 'tokens_in', total_in, 'tokens_out', total_out}
+if sink then put(w, sid .. '|text', ARGV[7]) end
 emit(task_id, {type = 'step_completed', step_id = sid, agent = agent, attempt = tonumber(attempt),
                summary = ARGV[6], run_ms = run_ms, cost_units = cost}, ts)
-if redis.call('HGET', tk, 'state') ~= 'running' then return 1 end
-local ready = {}
-for _, dep in ipairs(split(sget(tk, sid, 'dependents'), ',')) do
-  if redis.call('HINCRBY', tk, dep .. '|deps_left', -1) == 0 then ready[#ready + 1] = dep end
+if task_state ~= 'running' then
+  flush(tk, w)
+  return 1
 end
-enqueue(task_id, tk, ready, ts)
-if done < tonumber(redis.call('HGET', tk, 'n_steps')) then return 1 end
+local deps = split(dependents, ',')
+if #deps > 0 then
+  local names = {}
+  for i, dep in ipairs(deps) do names[i] = dep .. '|deps_left' end
+  local left = redis.call('HMGET', tk, unpack(names))
+  local ready = {}
+  for i, dep in ipairs(deps) do
+    local n = tonumber(left[i]) - 1
+    put(w, dep .. '|deps_left', n)
+    if n == 0 then ready[#ready + 1] = dep end
+  end
+  enqueue(task_id, tk, ready, ts, w)
+end
+if done < tonumber(f[9]) then
+  flush(tk, w)
+  return 1
+end
+-- The task is complete: its output is the text of its sink steps, in plan order.
 local texts = {}
-for _, s in ipairs(split(redis.call('HGET', tk, 'steps'), ',')) do
-  if sget(tk, s, 'sink') == '1' then texts[#texts + 1] = sget(tk, s, 'text') or '' end
+local steps = split(f[14], ',')
+local sinks = redis.call('HMGET', tk, unpack((function()
+  local names = {}
+  for i, s in ipairs(steps) do names[i] = s .. '|sink' end
+  return names
+end)()))
+for i, s in ipairs(steps) do
+  if sinks[i] == '1' then
+    texts[#texts + 1] = (s == sid) and ARGV[7] or (sget(tk, s, 'text') or '')
+  end
 end
 local output = table.concat(texts, '\n\n')
-local latency = ts - tonumber(redis.call('HGET', tk, 'created_ms'))
-redis.call('HSET', tk, 'state', 'completed', 'finished_ms', ts, 'latency_ms', latency,
-           'output', output)
-emit(task_id, {type = 'task_completed', latency_ms = latency,
-               cost_units = tonumber(redis.call('HGET', tk, 'cost_units')),
-               tokens_in = tonumber(redis.call('HGET', tk, 'tokens_in')),
-               tokens_out = tonumber(redis.call('HGET', tk, 'tokens_out')),
-               output = output}, ts)
+local latency = ts - tonumber(f[13])
+put(w, 'state', 'completed')
+put(w, 'finished_ms', ts)
+put(w, 'latency_ms', latency)
+put(w, 'output', output)
+flush(tk, w)
+emit(task_id, {type = 'task_completed', latency_ms = latency, cost_units = total_cost,
+               tokens_in = total_in, tokens_out = total_out, output = output}, ts)
 expire_task(task_id, ttl)
 return 2

@@ -11,7 +11,9 @@ for _, member in ipairs(due) do
   local tk = k_task(task_id)
   if sget(tk, sid, 'state') == 'retrying' and sget(tk, sid, 'attempt') == a
       and redis.call('HGET', tk, 'state') == 'running' then
-    enqueue(task_id, tk, {sid}, ts)
+    local w = {}
+    enqueue(task_id, tk, {sid}, ts, w)
+    flush(tk, w)
     moved = moved + 1
   end
 end

@@ -38,6 +38,8 @@ for _, s in ipairs(split(redis.call('HGET', tk, 'steps'), ',')) do
   end
 end
 redis.call('HDEL', tk, sid .. '|error')
-enqueue(task_id, tk, ready, ts)
+local w = {}
+enqueue(task_id, tk, ready, ts, w)
+flush(tk, w)
 redis.call('XDEL', K_DLQ, ARGV[2])
 return {1, task_id, sid}

@@ -7,56 +7,65 @@
 -- out, and counts against max_attempts, so a step that kills every worker is dead-lettered.
 local task_id, max_attempts, ttl, entry = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
 local tk = k_task(task_id)
-local out = {}
-if redis.call('HGET', tk, 'state') ~= 'running' then return out end
+local task = redis.call('HMGET', tk, 'state', 'user_input')
+if task[1] ~= 'running' then return {} end
 local ts = now_ms()
-out[1] = redis.call('HGET', tk, 'user_input')
+local out = {task[2]}
+local w = {}
+local FIELDS = {'state', 'attempt', 'agent', 'entry', 'deps', 'instr', 'queued_ms',
+                'queue_wait_ms', 'runs', 'max_attempt'}
 for i = 6, #ARGV do
   local sid = ARGV[i]
-  local state = sget(tk, sid, 'state')
-  local attempt = tonumber(sget(tk, sid, 'attempt'))
-  local agent = sget(tk, sid, 'agent')
+  local s = smget(tk, sid, FIELDS)
+  local attempt = tonumber(s.attempt)
   local run = false
-  if sget(tk, sid, 'entry') ~= entry then
+  if s.entry ~= entry then
     run = false
-  elseif state == 'queued' then
+  elseif s.state == 'queued' then
     run = true
-  elseif state == 'running' then
+  elseif s.state == 'running' then
     attempt = attempt + 1
-    if attempt > (tonumber(sget(tk, sid, 'max_attempt')) or max_attempts) then
+    if attempt > (tonumber(s.max_attempt) or max_attempts) then
       local err = 'lost its worker on every attempt'
-      redis.call('HSET', tk, sid .. '|state', 'failed', sid .. '|attempt', attempt - 1,
-                 sid .. '|error', err, sid .. '|finished_ms', ts)
-      redis.call('XADD', K_DLQ, '*', 'task_id', task_id, 'step_id', sid, 'agent', agent,
+      put(w, sid .. '|state', 'failed')
+      put(w, sid .. '|error', err)
+      put(w, sid .. '|finished_ms', ts)
+      put(w, 'error', 'step ' .. sid .. ' failed: ' .. err)
+      flush(tk, w)
+      redis.call('XADD', K_DLQ, '*', 'task_id', task_id, 'step_id', sid, 'agent', s.agent,
                  'attempt', attempt - 1, 'error', err)
-      emit(task_id, {type = 'step_failed', step_id = sid, agent = agent, attempt = attempt - 1,
+      emit(task_id, {type = 'step_failed', step_id = sid, agent = s.agent, attempt = attempt - 1,
                      error = err}, ts)
-      redis.call('HSET', tk, 'error', 'step ' .. sid .. ' failed: ' .. err)
       close_task(task_id, tk, 'failed', ts, ttl, {type = 'task_failed', step_id = sid,
                  error = 'step ' .. sid .. ' failed: ' .. err})
       return {out[1]}
     end
-    emit(task_id, {type = 'step_retrying', step_id = sid, agent = agent, attempt = attempt,
+    emit(task_id, {type = 'step_retrying', step_id = sid, agent = s.agent, attempt = attempt,
                    delay_ms = 0, error = 'redelivered: the previous holder stopped renewing its lease'}, ts)
     run = true
   end
   if run then
-    local queued = tonumber(sget(tk, sid, 'queued_ms')) or ts
-    redis.call('HSET', tk, sid .. '|state', 'running', sid .. '|attempt', attempt,
-               sid .. '|started_ms', ts)
-    redis.call('HINCRBY', tk, sid .. '|queue_wait_ms', math.max(0, ts - queued))
-    redis.call('HINCRBY', tk, sid .. '|runs', 1)
-    redis.call('HSET', tk, sid .. '|queued_ms', ts)
-    emit(task_id, {type = 'step_started', step_id = sid, agent = agent, attempt = attempt}, ts)
+    local queued = tonumber(s.queued_ms) or ts
+    put(w, sid .. '|state', 'running')
+    put(w, sid .. '|attempt', attempt)
+    put(w, sid .. '|started_ms', ts)
+    put(w, sid .. '|queued_ms', ts)
+    put(w, sid .. '|queue_wait_ms', (tonumber(s.queue_wait_ms) or 0) + math.max(0, ts - queued))
+    put(w, sid .. '|runs', (tonumber(s.runs) or 0) + 1)
+    emit(task_id, {type = 'step_started', step_id = sid, agent = s.agent, attempt = attempt}, ts)
+    local deps = split(s.deps, ',')
     local parts = {}
-    for _, dep in ipairs(split(sget(tk, sid, 'deps'), ',')) do
-      local r = redis.call('HGET', k_results(task_id), dep)
-      if r then parts[#parts + 1] = cjson.encode(dep) .. ':' .. r end
+    if #deps > 0 then
+      local results = redis.call('HMGET', k_results(task_id), unpack(deps))
+      for j, dep in ipairs(deps) do
+        if results[j] then parts[#parts + 1] = cjson.encode(dep) .. ':' .. results[j] end
+      end
     end
     out[#out + 1] = sid
     out[#out + 1] = attempt
-    out[#out + 1] = sget(tk, sid, 'instr')
+    out[#out + 1] = s.instr
     out[#out + 1] = '{' .. table.concat(parts, ',') .. '}'
   end
 end
+flush(tk, w)
 return out

@@ -5,7 +5,7 @@ local tk = k_task(task_id)
 if redis.call('EXISTS', tk) == 1 then return 0 end
 local plan = cjson.decode(plan_json)
 local ts = now_ms()
-local ids, dependents, roots = {}, {}, {}
+local ids, dependents, roots, known = {}, {}, {}, {}
 for _, step in ipairs(plan['steps']) do
   ids[#ids + 1] = step['id']
   dependents[step['id']] = {}
@@ -16,22 +16,29 @@ for _, step in ipairs(plan['steps']) do
     if not seen[dep] then seen[dep] = true; table.insert(dependents[dep], step['id']) end
   end
 end
-redis.call('HSET', tk, 'state', 'running', 'user_input', user_input, 'plan', plan_json,
-           'planner', planner, 'created_ms', ts, 'steps', table.concat(ids, ','),
-           'n_steps', #ids, 'n_done', 0, 'cost_units', 0, 'tokens_in', 0, 'tokens_out', 0)
+local w = {'state', 'running', 'user_input', user_input, 'plan', plan_json, 'planner', planner,
+           'created_ms', ts, 'steps', table.concat(ids, ','), 'n_steps', #ids, 'n_done', 0,
+           'cost_units', 0, 'tokens_in', 0, 'tokens_out', 0}
 for _, step in ipairs(plan['steps']) do
   local sid, ndeps, seen = step['id'], 0, {}
   for _, dep in ipairs(step['depends_on']) do
     if not seen[dep] then seen[dep] = true; ndeps = ndeps + 1 end
   end
-  redis.call('HSET', tk, sid .. '|state', 'pending', sid .. '|attempt', 1,
-             sid .. '|agent', step['agent'], sid .. '|instr', step['instruction'],
-             sid .. '|deps', table.concat(step['depends_on'], ','),
-             sid .. '|deps_left', ndeps, sid .. '|dependents', table.concat(dependents[sid], ','),
-             sid .. '|sink', (#dependents[sid] == 0) and 1 or 0)
-  if ndeps == 0 then roots[#roots + 1] = sid end
+  put(w, sid .. '|state', 'pending')
+  put(w, sid .. '|attempt', 1)
+  put(w, sid .. '|agent', step['agent'])
+  put(w, sid .. '|instr', step['instruction'])
+  put(w, sid .. '|deps', table.concat(step['depends_on'], ','))
+  put(w, sid .. '|deps_left', ndeps)
+  put(w, sid .. '|dependents', table.concat(dependents[sid], ','))
+  put(w, sid .. '|sink', (#dependents[sid] == 0) and 1 or 0)
+  if ndeps == 0 then
+    roots[#roots + 1] = sid
+    known[sid] = {step['agent'], 1}
+  end
 end
 emit_raw(task_id, {type = 'plan_created', planner = planner}, ts, 'plan', plan_json)
-enqueue(task_id, tk, roots, ts)
+enqueue(task_id, tk, roots, ts, w, known)
+flush(tk, w)
 redis.call('ZADD', P .. ':tasks', ts, task_id)
 return ts
