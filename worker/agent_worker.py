@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import signal
 
 import structlog
@@ -60,7 +61,12 @@ def main(argv: list[str] | None = None) -> None:
     configure_logging(settings.log_level, settings.log_format)
     names = parse_agents(args.agents)
     log.info("starting worker", agents=names, executor=settings.executor)
-    asyncio.run(run_worker(settings, names))
+    run = asyncio.run
+    with contextlib.suppress(ImportError):  # uvloop: a faster event loop where it is available
+        import uvloop
+
+        run = uvloop.run
+    run(run_worker(settings, names))
 
 
 if __name__ == "__main__":

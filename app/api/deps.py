@@ -14,32 +14,32 @@ from app.orchestration.dlq import DeadLetters
 from app.orchestration.store import TaskStore
 
 
-def get_store(request: Request) -> TaskStore:
+async def get_store(request: Request) -> TaskStore:
     store: TaskStore = request.app.state.store
     return store
 
 
-def get_dead_letters(request: Request) -> DeadLetters:
+async def get_dead_letters(request: Request) -> DeadLetters:
     dlq: DeadLetters = request.app.state.dead_letters
     return dlq
 
 
-def get_hub(request: Request) -> EventHub:
+async def get_hub(request: Request) -> EventHub:
     hub: EventHub = request.app.state.hub
     return hub
 
 
-def get_drain(request: Request) -> DrainState:
+async def get_drain(request: Request) -> DrainState:
     drain: DrainState = request.app.state.drain
     return drain
 
 
-def get_planner(request: Request) -> Planner:
+async def get_planner(request: Request) -> Planner:
     planner: Planner = request.app.state.planner
     return planner
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 

@@ -6,19 +6,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import HTMLResponse, JSONResponse
-from sse_starlette import EventSourceResponse
 
 from app.api.deps import DrainDep, HubDep, PlannerDep, SettingsDep, StoreDep
 from app.api.errors import error_response
 from app.api.page import INDEX_HTML
-from app.api.sse import (
-    TERMINAL_EVENTS,
-    hint_only,
-    live_stream,
-    replay,
-    replay_stream,
-    valid_event_id,
-)
+from app.api.sse import hint, replay, replay_body, valid_event_id
+from app.api.stream_response import LiveStream, event_stream_response
 from app.errors import PlanError
 from app.models import ErrorResponse, TaskAccepted, TaskCreate, TaskMetrics, TaskPublic, TaskState
 
@@ -28,7 +21,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorResponse, "description": "Unknown or expired task id"},
     422: {"model": ErrorResponse, "description": "Invalid input"},
 }
-SSE_HEADERS = {"X-Accel-Buffering": "no", "Cache-Control": "no-cache"}
 
 
 @router.post(
@@ -70,6 +62,7 @@ async def run_task(
 @router.get(
     "/stream/{task_id}",
     summary="Task events as Server-Sent Events",
+    response_class=Response,
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "The task's event log, live"},
         204: {"description": "The task has finished and nothing follows Last-Event-ID"},
@@ -89,23 +82,19 @@ async def stream(
     ] = None,
 ) -> Response:
     retry_ms = settings.sse_retry_ms
-    if drain.draining:
-        return EventSourceResponse(hint_only(retry_ms), headers=SSE_HEADERS, sep="\n")
+    if drain.draining:  # 200 with a retry hint: EventSource gives up for good after a non-200
+        return event_stream_response(hint(retry_ms, "draining, reconnect"))
     start = (last_event_id or after or "0-0").strip()
     if not valid_event_id(start):
         return error_response(400, "Last-Event-ID must be an event id such as 1700000000000-0")
-    task = await store.get(task_id, with_results=False)  # 404 for an unknown task
-    if task.state.terminal:
+    state = await store.state(task_id)  # 404 for an unknown task
+    if state.terminal:
         entries = await replay(store.redis, store.keys.events(task_id), start)
         if not entries:
             return Response(status_code=204)  # tells EventSource to stop reconnecting
-        return EventSourceResponse(replay_stream(entries, retry_ms), headers=SSE_HEADERS, sep="\n")
-    return EventSourceResponse(
-        live_stream(hub, task_id, start, retry_ms),
-        headers=SSE_HEADERS,
-        ping=settings.sse_ping_s,
-        sep="\n",
-    )
+        return event_stream_response(replay_body(entries, retry_ms))
+    sub = await hub.subscribe(task_id, start)
+    return LiveStream(hub, sub, settings.sse_ping_s, retry_ms)
 
 
 @router.get("/tasks/{task_id}", response_model=TaskPublic, responses={404: ERRORS[404]})
@@ -147,6 +136,3 @@ async def readyz(store: StoreDep, drain: DrainDep) -> JSONResponse:
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
 async def index() -> HTMLResponse:
     return HTMLResponse(INDEX_HTML)
-
-
-__all__ = ["TERMINAL_EVENTS", "router"]

@@ -8,10 +8,7 @@ JSON escapes them). This module is the one place that turns events into SSE byte
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, cast
-
-from app.api.hub import EventHub
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -38,34 +35,8 @@ async def replay(redis: Redis, events_key: str, after_id: str) -> list[tuple[str
     return cast(list[tuple[str, dict[str, str]]], entries)
 
 
-async def replay_stream(
-    entries: list[tuple[str, dict[str, str]]], retry_ms: int
-) -> AsyncIterator[bytes]:
-    """A finished task: its log from Last-Event-ID to the terminal event, then the end."""
-    yield hint(retry_ms, "replay")
-    for entry_id, fields in entries:
-        yield frame(entry_id, fields.get("type", "message"), fields.get("data", "{}"))
-
-
-async def hint_only(retry_ms: int) -> AsyncIterator[bytes]:
-    """What a draining pod answers: 200, a retry hint, the end (the client reconnects elsewhere)."""
-    yield hint(retry_ms, "draining, reconnect")
-
-
-async def live_stream(
-    hub: EventHub, task_id: str, after_id: str, retry_ms: int
-) -> AsyncIterator[bytes]:
-    sub = await hub.subscribe(task_id, after_id)
-    try:
-        yield hint(retry_ms, "live")
-        while True:
-            event = await sub.queue.get()  # each event once, in order (Subscription.offer)
-            if event is None:  # drain or a client too slow: resume elsewhere from Last-Event-ID
-                yield hint(retry_ms, "reconnect")
-                return
-            entry_id, event_type, data = event
-            yield frame(entry_id, event_type, data)
-            if event_type in TERMINAL_EVENTS:
-                return
-    finally:
-        hub.unsubscribe(sub)
+def replay_body(entries: list[tuple[str, dict[str, str]]], retry_ms: int) -> bytes:
+    """A finished task: its log from Last-Event-ID to the terminal event, in one body."""
+    parts = [hint(retry_ms, "replay")]
+    parts += [frame(i, f.get("type", "message"), f.get("data", "{}")) for i, f in entries]
+    return b"".join(parts)

@@ -101,6 +101,12 @@ class TaskStore:
             await self.redis.zrem(self.keys.tasks_index, *gone)
         return out
 
+    async def state(self, task_id: str) -> TaskState:
+        state = await self.redis.hget(self.keys.task(task_id), "state")
+        if state is None:
+            raise TaskNotFound(task_id)
+        return TaskState(str(state))
+
     async def exists(self, task_id: str) -> bool:
         return bool(await self.redis.exists(self.keys.task(task_id)))
 

@@ -1,0 +1,93 @@
+"""The ASGI response of a live SSE stream.
+
+Intentional divergence from sse-starlette (which the first version used): it runs a task
+group of three or four tasks per stream (body, pings, disconnect listener, shutdown watcher).
+At thousands of open streams per process that was ~58 KiB of memory per stream and a large
+share of the API's CPU. Here a stream is one coroutine plus one small task that waits for the
+client's disconnect: pings come from a timeout on the subscription queue, drain and slow-client
+cuts arrive through the same queue (``Subscription.end``), and events that queued up together
+go out in one write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from app.api.hub import EventHub, Subscription
+from app.api.sse import TERMINAL_EVENTS, frame, hint
+
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+PING = b": ping\n\n"
+MAX_BATCH = 64
+
+
+def event_stream_response(body: bytes) -> Response:
+    """A whole SSE answer known up front (a finished task's replay, a draining pod's hint)."""
+    return Response(body, headers={k.decode(): v.decode() for k, v in SSE_HEADERS})
+
+
+class LiveStream(Response):
+    def __init__(self, hub: EventHub, sub: Subscription, ping_s: float, retry_ms: int) -> None:
+        super().__init__(status_code=200, media_type="text/event-stream")
+        self.hub = hub
+        self.sub = sub
+        self.ping_s = ping_s
+        self.retry_ms = retry_ms
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        watcher = asyncio.create_task(self._watch_disconnect(receive))
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+            await self._body(send, hint(self.retry_ms, "live"))
+            while await self._next(send):
+                pass
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except OSError:
+            pass  # the client went away mid-write
+        finally:
+            watcher.cancel()
+            self.hub.unsubscribe(self.sub)
+
+    async def _next(self, send: Send) -> bool:
+        """Send what the queue holds (waiting up to one ping interval); False at the end."""
+        queue = self.sub.queue
+        try:
+            async with asyncio.timeout(self.ping_s):
+                first = await queue.get()
+        except TimeoutError:
+            await self._body(send, PING)
+            return True
+        chunks: list[bytes] = []
+        event = first
+        while True:
+            if event is None:  # drain, disconnect, or a client too slow to keep up
+                chunks.append(hint(self.retry_ms, "reconnect"))
+                await self._body(send, b"".join(chunks))
+                return False
+            entry_id, event_type, data = event
+            chunks.append(frame(entry_id, event_type, data))
+            if event_type in TERMINAL_EVENTS:
+                await self._body(send, b"".join(chunks))
+                return False
+            if queue.empty() or len(chunks) >= MAX_BATCH:
+                await self._body(send, b"".join(chunks))
+                return True
+            event = queue.get_nowait()
+
+    @staticmethod
+    async def _body(send: Send, data: bytes) -> None:
+        await send({"type": "http.response.body", "body": data, "more_body": True})
+
+    async def _watch_disconnect(self, receive: Receive) -> None:
+        with contextlib.suppress(Exception):
+            while (await receive())["type"] != "http.disconnect":
+                pass
+        self.sub.end()
