@@ -200,6 +200,30 @@ def _print_metrics(m: dict[str, Any]) -> None:
     console.print(table)
 
 
+@cli.command()
+def loadtest(
+    url: UrlOpt = DEFAULT_URL,
+    tasks: Annotated[int, typer.Option(min=1, help="Tasks to submit")] = 100,
+    concurrency: Annotated[int, typer.Option(min=1, help="Tasks in flight at once")] = 10,
+    user_input: Annotated[str | None, typer.Option("--input", help="Task text")] = None,
+    timeout_s: Annotated[float, typer.Option("--timeout", help="Seconds per task")] = 120.0,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
+) -> None:
+    """Submit tasks, follow each over SSE to its end; print throughput, latency, failures."""
+    import asyncio
+
+    from app.loadtest import DEFAULT_INPUT, format_report, run_loadtest
+
+    report = asyncio.run(
+        run_loadtest(url, tasks, concurrency, user_input or DEFAULT_INPUT, timeout_s)
+    )
+    if json_out:
+        sys.stdout.write(orjson.dumps(report.to_dict()).decode() + "\n")
+    else:
+        Console().print(format_report(report), highlight=False)
+    raise typer.Exit(1 if report.failed else 0)
+
+
 def main() -> None:
     cli()
 
