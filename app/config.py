@@ -6,10 +6,20 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+class ModelPrice(BaseModel):
+    """Price of one model, in cost units (of ``currency``) per 1,000 tokens."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input_per_1k: float = Field(ge=0)
+    output_per_1k: float = Field(ge=0)
+    currency: str | None = None  # None: AGENTIC_PRICING_CURRENCY
 
 
 class Settings(BaseSettings):
@@ -60,6 +70,42 @@ class Settings(BaseSettings):
     drain_s: float = Field(default=2.0, ge=0)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
+
+    # --- LLM (issue 4) ----------------------------------------------------------------------
+    # Per-agent models; None: AGENTIC_MODEL.
+    planner_model: str | None = None
+    analyzer_model: str | None = None
+    writer_model: str | None = None
+    llm_timeout_s: float = Field(default=60.0, gt=0, description="Per HTTP request to the LLM.")
+    llm_max_retries: int = Field(
+        default=2, ge=0, le=10, description="SDK retries of 408/409/429/5xx and connection errors."
+    )
+    llm_max_output_tokens: int = Field(default=1500, ge=16, description="Analyzer/writer cap.")
+    llm_temperature: float = Field(default=0.2, ge=0, le=2)
+    llm_max_context_chars: int = Field(
+        default=24_000, ge=1000, description="Retrieved text put into one prompt, at most."
+    )
+    llm_json_mode: Literal["auto", "json_schema", "json_object", "prompt"] = "auto"
+    planner_timeout_s: float = Field(
+        default=20.0, gt=0, description="Whole LLM planning (repair included); then offline."
+    )
+    #: Model name -> price. None: the built-in table (app.agents.llm.pricing.DEFAULT_PRICING).
+    #: JSON, e.g. AGENTIC_PRICING='{"gpt-4o-mini": {"input_per_1k": 0.00015,
+    #: "output_per_1k": 0.0006}}'. A model missing from the table costs 0 (logged once).
+    pricing: dict[str, ModelPrice] | None = None
+    pricing_currency: str = "USD"
+    #: Per-task budgets, enforced at step completion; 0 = no limit.
+    task_max_tokens: int = Field(default=0, ge=0)
+    task_max_cost_units: float = Field(default=0.0, ge=0)
+    # Retriever tools: URL fetch (SSRF-guarded, app.agents.fetch) and web search (seam only).
+    # Off by default for now: existing tests run tasks naming outside URLs and must not
+    # reach them (docs/system_design.md §12). Set AGENTIC_FETCH_ENABLED=true to fetch.
+    fetch_enabled: bool = False
+    fetch_timeout_s: float = Field(default=10.0, gt=0, description="Whole fetch, redirects too.")
+    fetch_max_bytes: int = Field(default=2_000_000, ge=1024)
+    fetch_max_redirects: int = Field(default=5, ge=0, le=20)
+    fetch_max_chars: int = Field(default=20_000, ge=100, description="Text kept per page.")
+    web_search_provider: Literal["none"] = "none"
 
     # --- logging -----------------------------------------------------------------------------
     log_level: str = "INFO"

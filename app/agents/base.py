@@ -31,6 +31,9 @@ class StepInput(BaseModel):
     attempt: int = 1
     #: Results of the steps this one depends on, by step id (their ``StepOutput.data``).
     inputs: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    #: Tokens the task may still spend (its budget minus what it spent); None = no limit.
+    #: LLM agents cap ``max_tokens`` at it and refuse to start at 0.
+    budget_tokens_left: int | None = None
 
 
 class StepOutput(BaseModel):
@@ -42,6 +45,10 @@ class StepOutput(BaseModel):
     cost_units: float = 0.0
     tokens_in: int = 0
     tokens_out: int = 0
+    #: The LLM model that ran the step (None for non-LLM agents); a metrics label.
+    model: str | None = None
+    #: Currency of ``cost_units`` when an LLM priced them (e.g. ``"USD"``); None: cost units.
+    currency: str | None = None
 
 
 @runtime_checkable

@@ -33,6 +33,7 @@ from app.agents.base import Agent, StepInput, StepOutput
 from app.config import Settings
 from app.keys import Keys
 from app.orchestration import telemetry as m
+from app.orchestration.progress import ProgressBatcher
 from app.orchestration.retry import RetryPolicy
 from app.orchestration.scripts import Scripts
 
@@ -218,7 +219,7 @@ class AgentConsumer:
         )
         settled = True
         if reply:
-            user_input = reply[0]
+            user_input, budget_left = reply[0], self._budget_left(int(reply[1]))
             runs = [
                 StepInput(
                     task_id=task_id,
@@ -228,14 +229,19 @@ class AgentConsumer:
                     instruction=reply[i + 2],
                     user_input=user_input,
                     inputs=orjson.loads(reply[i + 3]),
+                    budget_tokens_left=budget_left,
                 )
-                for i in range(1, len(reply), 4)
+                for i in range(2, len(reply), 4)
             ]
             settled = all(await asyncio.gather(*(self.run_step(step) for step in runs)))
         if settled:
             await self.redis.xack(self.stream, self.group, entry_id)
         # else: a newer attempt took the entry over (we were presumed dead); its holder ACKs it,
         # and if that holder dies, the entry must still be pending to be reclaimed.
+
+    def _budget_left(self, tokens_spent: int) -> int | None:
+        limit = self.settings.task_max_tokens
+        return max(0, limit - tokens_spent) if limit else None
 
     async def run_step(self, step: StepInput) -> bool:
         """Run one step and record its outcome; False if a newer attempt fenced us out."""
@@ -244,13 +250,17 @@ class AgentConsumer:
         )
         bound.info("step started", status="running")
         started = time.perf_counter()
+        progress = self._progress(step)
         try:
-            out = await self.agent.run(step, self._progress(step))
+            out = await self.agent.run(step, progress)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            await progress.close()
             return await self._record_failure(step, exc, time.perf_counter() - started)
+        await progress.close()
         elapsed = time.perf_counter() - started
+        self._count_usage(out)
         m.STEP_SECONDS.labels(self.name).observe(elapsed)
         result = await self.scripts.call(
             "complete",
@@ -266,7 +276,11 @@ class AgentConsumer:
             out.tokens_in,
             out.tokens_out,
             self.settings.task_ttl_s,
+            self.settings.task_max_tokens,
+            self.settings.task_max_cost_units,
         )
+        if int(result) == 3:
+            bound.warning("task stopped: its budget is spent", status="budget_exhausted")
         if int(result) == 0:
             m.FENCED.labels(self.name).inc()
             bound.warning("result fenced out: a newer attempt owns the step", status="fenced")
@@ -316,13 +330,22 @@ class AgentConsumer:
             return False
         return True
 
-    def _progress(self, step: StepInput) -> Callable[[str], Awaitable[None]]:
-        async def progress(text: str) -> None:
+    def _progress(self, step: StepInput) -> ProgressBatcher:
+        async def write(text: str) -> None:
             await self.scripts.call(
                 "progress", self.keys.prefix, step.task_id, step.step_id, step.attempt, text
             )
 
-        return progress
+        return ProgressBatcher(write)
+
+    def _count_usage(self, out: StepOutput) -> None:
+        model = out.model or "none"
+        if out.tokens_in:
+            m.TOKENS.labels(self.name, model, "in").inc(out.tokens_in)
+        if out.tokens_out:
+            m.TOKENS.labels(self.name, model, "out").inc(out.tokens_out)
+        if out.cost_units:
+            m.COST.labels(self.name, model).inc(out.cost_units)
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> bool:

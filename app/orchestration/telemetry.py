@@ -31,4 +31,10 @@ LAG = Gauge(
 )
 PENDING = Gauge("agentic_stream_pending", "Entries delivered but not acknowledged.", ["agent"])
 DELAYED = Gauge("agentic_delayed_retries", "Retries waiting for their backoff.")
+TOKENS = Counter(
+    "agentic_llm_tokens_total",
+    "LLM tokens used by completed steps.",
+    ["agent", "model", "direction"],
+)
+COST = Counter("agentic_cost_units_total", "Cost units of completed steps.", ["agent", "model"])
 DLQ_DEPTH = Gauge("agentic_dlq_depth", "Entries in the dead-letter stream.")

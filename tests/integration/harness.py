@@ -38,23 +38,31 @@ class ScriptedAgent:
         delay_s: float = 0.0,
         fail_times: int = 0,
         error: type[Exception] = RuntimeError,
+        tokens: int = 0,
+        chunks: int = 1,
     ) -> None:
         self.name = name
         self.delay_s = delay_s
         self.fail_times = fail_times
         self.error = error
+        self.tokens = tokens
+        self.chunks = chunks
+        self.budgets: list[int | None] = []
         self.runs: Counter[tuple[str, str]] = Counter()
         self.run_times: list[float] = []
 
     async def run(self, step: StepInput, progress: ProgressFn = _no_progress) -> StepOutput:
         self.runs[(step.task_id, step.step_id)] += 1
+        self.budgets.append(step.budget_tokens_left)
         self.run_times.append(time.monotonic())
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         if self.fail_times < 0 or self.runs[(step.task_id, step.step_id)] <= self.fail_times:
             raise self.error(f"scripted failure of {step.step_id}")
-        await progress(f"{self.name} did {step.step_id}")
+        for i in range(self.chunks):
+            await progress(f"{self.name} did {step.step_id} #{i}\n")
         return StepOutput(
+            tokens_out=self.tokens,
             data={
                 "step": step.step_id,
                 "inputs": sorted(step.inputs),

@@ -77,10 +77,10 @@ async def test_stale_attempt_cannot_overwrite_a_result(harness: Harness) -> None
     ttl = harness.settings.task_ttl_s
     ((entry, _),) = await harness.redis.xrange(harness.keys.agent_stream("retriever"))
     reply = await scripts.call("start", p, task_id, 3, ttl, entry, "retrieve_1")
-    assert reply[1:3] == ["retrieve_1", 1]
+    assert reply[2:4] == ["retrieve_1", 1]
     # A second delivery of the running step takes attempt 2 and fences attempt 1 out.
     reply = await scripts.call("start", p, task_id, 3, ttl, entry, "retrieve_1")
-    assert reply[1:3] == ["retrieve_1", 2]
+    assert reply[2:4] == ["retrieve_1", 2]
     args = ("{}", "s", "t", 1, 1, 0, 0, ttl)
     assert await scripts.call("complete", p, task_id, "retrieve_1", 1, *args) == 0
     assert await scripts.call("complete", p, task_id, "retrieve_1", 2, *args) == 1
@@ -89,8 +89,8 @@ async def test_stale_attempt_cannot_overwrite_a_result(harness: Harness) -> None
     state = await harness.redis.hget(harness.keys.task(task_id), "retrieve_1|state")
     assert state == "completed"
     # Any later delivery of the carrier, or of another entry naming the step, runs nothing.
-    assert await scripts.call("start", p, task_id, 3, ttl, entry, "retrieve_1") == ["x"]
-    assert await scripts.call("start", p, task_id, 3, ttl, "1-1", "retrieve_2") == ["x"]
+    assert await scripts.call("start", p, task_id, 3, ttl, entry, "retrieve_1") == ["x", 0]
+    assert await scripts.call("start", p, task_id, 3, ttl, "1-1", "retrieve_2") == ["x", 0]
 
 
 async def test_step_whose_holder_dies_every_time_is_dead_lettered(harness: Harness) -> None:
@@ -104,9 +104,9 @@ async def test_step_whose_holder_dies_every_time_is_dead_lettered(harness: Harne
     attempts = []
     for _ in range(3):  # delivered, holder dies; redelivered, dies; redelivered, dies
         reply = await scripts.call("start", p, task_id, 3, ttl, entry, "retrieve_1")
-        attempts.append(reply[2])
+        attempts.append(reply[3])
     assert attempts == [1, 2, 3]
-    assert await scripts.call("start", p, task_id, 3, ttl, entry, "retrieve_1") == ["x"]
+    assert await scripts.call("start", p, task_id, 3, ttl, entry, "retrieve_1") == []
     task = await harness.store.get(task_id)
     assert task.state.value == "failed" and "lost its worker" in (task.error or "")
     dlq = await harness.redis.xrange(harness.keys.dlq)
@@ -216,3 +216,35 @@ async def test_cancel_closes_running_steps_with_an_event(harness: Harness) -> No
     closed = {e["step_id"] for e in events if e["type"] == "step_failed" and e.get("cancelled")}
     assert started and started == closed
     assert events[-1]["type"] == "task_cancelled"
+
+
+async def test_token_budget_stops_the_task_cleanly(harness: Harness) -> None:
+    harness.settings.task_max_tokens = 15
+    retriever = ScriptedAgent("retriever", tokens=10)
+    analyzer = ScriptedAgent("analyzer", tokens=10)
+    await harness.start_worker(agents(retriever=retriever, analyzer=analyzer))
+    task_id = await harness.store.submit("x", BENCH_PLAN)
+    assert await harness.wait_state(task_id) == "failed"
+    task = await harness.store.get(task_id)
+    assert "token budget exhausted: 20 of 15 tokens" in (task.error or "")
+    assert sum(analyzer.runs.values()) == 0  # nothing ran after the budget was spent
+    assert retriever.budgets[0] == 15  # agents are told what is left
+    events = await harness.events(task_id)
+    assert events[-1]["type"] == "task_failed" and events[-1]["budget"] is True
+    assert (await harness.store.metrics(task_id)).tokens_out == 20
+
+
+async def test_streamed_progress_is_batched_into_few_events(harness: Harness) -> None:
+    writer = ScriptedAgent("writer", chunks=2000)
+    await harness.start_worker(agents(writer=writer))
+    task_id = await harness.store.submit("x", BENCH_PLAN)
+    assert await harness.wait_state(task_id) == "completed"
+    events = await harness.events(task_id)
+    progress = [e for e in events if e["type"] == "step_progress" and e["step_id"] == "write"]
+    text = "".join(e["text"] for e in progress)
+    assert text == "".join(f"writer did write #{i}\n" for i in range(2000))
+    assert len(progress) < 100  # 2,000 deltas, not 2,000 writes
+    order = [e["type"] for e in events if e.get("step_id") == "write"]
+    assert order[-1] == "step_completed" and order.index("step_started") < order.index(
+        "step_progress"
+    )

@@ -1,8 +1,10 @@
 -- ARGV: prefix, task_id, sid, attempt, result_json, summary, text, run_ms, cost, tokens_in,
---       tokens_out, ttl_s
+--       tokens_out, ttl_s, max_tokens, max_cost (the task's budget; 0 = none)
 -- Records a step's result and queues the steps it made ready, atomically. Fenced: only the
 -- current attempt of a running step may complete it, so a stale or duplicate attempt is a no-op.
--- Returns 1 when recorded, 2 when it also completed the task, 0 when fenced out.
+-- A task whose totals pass its budget with work left is stopped cleanly: task_failed.
+-- Returns 1 when recorded, 2 when it also completed the task, 0 when fenced out, 3 when it
+-- stopped the task on its budget.
 local task_id, sid, attempt = ARGV[2], ARGV[3], ARGV[4]
 local tk = k_task(task_id)
 local f = redis.call('HMGET', tk, sid .. '|state', sid .. '|attempt', sid .. '|agent',
@@ -13,6 +15,7 @@ local agent, sink, dependents, task_state = f[3], f[4] == '1', f[5], f[7]
 local ts = now_ms()
 local run_ms, cost = tonumber(ARGV[8]), tonumber(ARGV[9])
 local tin, tout, ttl = tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
+local max_tokens, max_cost = tonumber(ARGV[13]) or 0, tonumber(ARGV[14]) or 0
 local done = tonumber(f[8]) + 1
 local total_cost = tonumber(f[10]) + cost
 local total_in, total_out = tonumber(f[11]) + tin, tonumber(f[12]) + tout
@@ -27,6 +30,19 @@ emit(task_id, {type = 'step_completed', step_id = sid, agent = agent, attempt = 
 if task_state ~= 'running' then
   flush(tk, w)
   return 1
+end
+local over = nil
+if max_tokens > 0 and total_in + total_out >= max_tokens then
+  over = 'token budget exhausted: ' .. (total_in + total_out) .. ' of ' .. max_tokens .. ' tokens'
+elseif max_cost > 0 and total_cost >= max_cost then
+  over = 'cost budget exhausted: ' .. total_cost .. ' of ' .. max_cost .. ' cost units'
+end
+if over and done < tonumber(f[9]) then
+  put(w, 'error', over)
+  flush(tk, w)
+  close_task(task_id, tk, 'failed', ts, ttl, {type = 'task_failed', step_id = sid, error = over,
+             budget = true})
+  return 3
 end
 local deps = split(dependents, ',')
 if #deps > 0 then

@@ -1,16 +1,17 @@
 -- ARGV: prefix, task_id, max_attempts, ttl_s, entry_id, then the step ids of the entry.
 -- Decides, per step of a delivered entry, whether this delivery runs it, and claims it if so.
--- Returns {user_input, sid, attempt, instruction, inputs_json, ...} for the steps to run.
+-- Returns {user_input, tokens_spent, sid, attempt, instruction, inputs_json, ...} for the steps
+-- to run (tokens_spent: the task's tokens so far, for the agents' budget).
 -- Only the entry that carries a step (``<sid>|entry``, set by enqueue) may run it: a duplicate
 -- or stale entry is skipped. A delivery of the carrier while the step is already running is a
 -- redelivery (its holder went silent): it takes the next attempt, which fences the old holder
 -- out, and counts against max_attempts, so a step that kills every worker is dead-lettered.
 local task_id, max_attempts, ttl, entry = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
 local tk = k_task(task_id)
-local task = redis.call('HMGET', tk, 'state', 'user_input')
+local task = redis.call('HMGET', tk, 'state', 'user_input', 'tokens_in', 'tokens_out')
 if task[1] ~= 'running' then return {} end
 local ts = now_ms()
-local out = {task[2]}
+local out = {task[2], (tonumber(task[3]) or 0) + (tonumber(task[4]) or 0)}
 local w = {}
 local FIELDS = {'state', 'attempt', 'agent', 'entry', 'deps', 'instr', 'queued_ms',
                 'queue_wait_ms', 'runs', 'max_attempt'}
@@ -38,7 +39,7 @@ for i = 6, #ARGV do
                      error = err}, ts)
       close_task(task_id, tk, 'failed', ts, ttl, {type = 'task_failed', step_id = sid,
                  error = 'step ' .. sid .. ' failed: ' .. err})
-      return {out[1]}
+      return {}
     end
     emit(task_id, {type = 'step_retrying', step_id = sid, agent = s.agent, attempt = attempt,
                    delay_ms = 0, error = 'redelivered: the previous holder stopped renewing its lease'}, ts)
