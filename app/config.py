@@ -98,9 +98,9 @@ class Settings(BaseSettings):
     task_max_tokens: int = Field(default=0, ge=0)
     task_max_cost_units: float = Field(default=0.0, ge=0)
     # Retriever tools: URL fetch (SSRF-guarded, app.agents.fetch) and web search (seam only).
-    # Off by default for now: existing tests run tasks naming outside URLs and must not
-    # reach them (docs/system_design.md §12). Set AGENTIC_FETCH_ENABLED=true to fetch.
-    fetch_enabled: bool = False
+    # The retriever fetches only URLs the user named in the task (docs/system_design.md §12);
+    # AGENTIC_FETCH_ENABLED=false keeps it offline (the test suite does: no outside hosts).
+    fetch_enabled: bool = True
     fetch_timeout_s: float = Field(default=10.0, gt=0, description="Whole fetch, redirects too.")
     fetch_max_bytes: int = Field(default=2_000_000, ge=1024)
     fetch_max_redirects: int = Field(default=5, ge=0, le=20)

@@ -52,6 +52,7 @@ def settings(redis_url: str, prefix: str, tmp_path: Path) -> Settings:
         trim_interval_s=0.5,
         worker_grace_s=2.0,
         worker_metrics_port=0,
+        fetch_enabled=False,  # tests reach no outside host
         block_ms=200,
         data_dir=tmp_path,
     )

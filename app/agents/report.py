@@ -71,9 +71,14 @@ def _summary(user_input: str, analysis: dict[str, Any], cite: Citations) -> str:
         docs = f"{n_docs} document{'s' if n_docs != 1 else ''}"
         lines.append(f"This report draws on {docs} from the local corpus{scope}.")
         lines.extend(f"- {p['text']} {cite.cite(p['doc_id'])}" for p in points)
-    skipped = [u for t in _topics(analysis) for u in t.get("urls", [])]
-    if skipped:
+    urls = [u for t in _topics(analysis) for u in t.get("urls", [])]
+    fetched = [u for u in urls if u.get("status") == "fetched"]
+    skipped = [u for u in urls if u.get("status") != "fetched"]
+    if urls:
         lines.append("")
+    if fetched:
+        lines.append(f"{len(fetched)} linked page(s) were fetched and read.")
+    if skipped:
         lines.append(
             f"{len(skipped)} linked page(s) were not fetched: {skipped[0].get('reason', '')}."
         )
@@ -97,7 +102,8 @@ def _findings(analysis: dict[str, Any], cite: Citations) -> list[str]:
     for topic in topics:
         body = _bullets(topic.get("key_points", []), cite) or _NOTHING
         for url in topic.get("urls", []):
-            body = f"_Not fetched: {url.get('url')} ({url.get('reason')})._\n\n{body}"
+            if url.get("status") != "fetched":
+                body = f"_Not fetched: {url.get('url')} ({url.get('reason')})._\n\n{body}"
         blocks.append(f"## {topic['label']}\n\n{body}")
     return blocks
 
