@@ -224,6 +224,15 @@ def loadtest(
     raise typer.Exit(1 if report.failed else 0)
 
 
+@cli.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def bench(ctx: typer.Context) -> None:
+    """Orchestration benchmark through the HTTP API (python -m app.bench --help for options:
+    --quick, --json, --compare celery, --tasks, --concurrency, --streams, --durable)."""
+    from app.bench.__main__ import main as bench_main
+
+    raise typer.Exit(bench_main(list(ctx.args)))
+
+
 def main() -> None:
     cli()
 

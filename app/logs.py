@@ -9,12 +9,17 @@ from typing import Any
 
 import structlog
 
-_SECRET_KEYS = ("api_key", "password", "authorization", "token", "secret")
+_SECRET_KEYS = frozenset(
+    {"api_key", "password", "authorization", "token", "secret", "access_token", "refresh_token"}
+)
+_SECRET_SUFFIXES = ("_api_key", "_password", "_secret", "_token")
 
 
 def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Exact names and suffixes: ``tokens_in`` or ``max_tokens`` are counts, not secrets."""
     for key in list(event):
-        if any(s in key.lower() for s in _SECRET_KEYS):
+        lowered = key.lower()
+        if lowered in _SECRET_KEYS or lowered.endswith(_SECRET_SUFFIXES):
             event[key] = "***"
     return event
 

@@ -3,7 +3,7 @@
 ``AGENTIC_LLM_PROVIDER=offline`` (default): the deterministic planner, analyzer and writer.
 ``openai``: the LLM brain (``app.agents.llm``) plans, analyzes and writes against any
 OpenAI-compatible endpoint. Either way the retriever is the BM25 corpus search plus the
-SSRF-guarded fetch of URLs the user named (``AGENTIC_FETCH_ENABLED``, default off), and the
+SSRF-guarded fetch of URLs the user named (``AGENTIC_FETCH_ENABLED``, default on), and the
 web-search seam (``AGENTIC_WEB_SEARCH_PROVIDER=none``, off). ``AGENTIC_EXECUTOR=noop`` swaps
 every step agent for a :class:`~app.agents.noop.NoopAgent` (the planner stays real: plans are
 cheap and the DAG shape is what the benchmarks exercise).

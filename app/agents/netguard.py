@@ -230,6 +230,8 @@ def blocked_reason(ip: IPAddress) -> str | None:
         ("multicast", ip.is_multicast),
         ("private", ip.is_private),
         ("reserved", ip.is_reserved),
+        # fec0::/10, deprecated but still routed inside some networks; Python calls it global.
+        ("site-local", isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local),
     ):
         if flag:
             return reason

@@ -43,7 +43,10 @@ def parse_id(entry_id: str) -> tuple[int, int]:
 class Subscription:
     task_id: str
     last_id: str
-    queue: asyncio.Queue[Event | None] = field(default_factory=lambda: asyncio.Queue(QUEUE_MAX))
+    #: Unbounded as a queue; ``offer`` stops at ``limit`` events so the end marker always fits
+    #: behind the last queued event (dropping one to make room would lose it for good).
+    queue: asyncio.Queue[Event | None] = field(default_factory=asyncio.Queue)
+    limit: int = QUEUE_MAX
     overflowed: bool = False
     #: While the subscriber catches up with XRANGE, live events wait here so order is kept.
     held: list[Event] | None = None
@@ -63,21 +66,19 @@ class Subscription:
         current = parse_id(event[0])
         if current <= self.newest:
             return
-        self.newest = current
-        try:
-            self.queue.put_nowait(event)
-        except asyncio.QueueFull:
-            # A client too slow to keep up is cut at an event boundary; it resumes from
-            # Last-Event-ID, so nothing is lost, and the process's memory stays bounded.
+        if self.queue.qsize() >= self.limit:
+            # A client too slow to keep up is cut after the events it already has; it resumes
+            # from Last-Event-ID, so nothing is lost, and the process's memory stays bounded.
             self.end()
+            return
+        self.newest = current
+        self.queue.put_nowait(event)
 
     def end(self) -> None:
         """Make the stream end after what it already has: None is the end marker."""
         if self.overflowed:
             return
         self.overflowed = True
-        if self.queue.full():
-            self.queue.get_nowait()
         self.queue.put_nowait(None)
 
 
@@ -131,10 +132,12 @@ class EventHub:
         self._subs[task_id].add(sub)
         try:
             await self._catch_up(sub)
-        finally:
-            held, sub.held = sub.held or [], None
-            for event in held:
-                sub.offer(event)
+        except BaseException:
+            self.unsubscribe(sub)  # a failed request must not leave a cursor behind
+            raise
+        held, sub.held = sub.held or [], None
+        for event in held:
+            sub.offer(event)
         if self._ending:  # drain began while this request was on its way in
             sub.end()
         elif new_task:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
@@ -94,7 +95,11 @@ async def stream(
             return Response(status_code=204)  # tells EventSource to stop reconnecting
         return event_stream_response(replay_body(entries, retry_ms))
     sub = await hub.subscribe(task_id, start)
-    return LiveStream(hub, sub, settings.sse_ping_s, retry_ms)
+
+    async def still_running() -> bool:
+        return await store.state(task_id) is TaskState.RUNNING
+
+    return LiveStream(hub, sub, settings.sse_ping_s, retry_ms, still_running)
 
 
 @router.get("/tasks/{task_id}", response_model=TaskPublic, responses={404: ERRORS[404]})
@@ -127,7 +132,8 @@ async def readyz(store: StoreDep, drain: DrainDep) -> JSONResponse:
     if drain.draining:
         return error_response(503, "draining", code="draining")
     try:
-        await store.redis.ping()
+        async with asyncio.timeout(2):
+            await store.redis.ping()
     except Exception as exc:
         return error_response(503, f"redis unreachable: {type(exc).__name__}", code="redis_down")
     return JSONResponse({"status": "ready"})

@@ -14,11 +14,17 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 TERMINAL_EVENTS = frozenset({"task_completed", "task_failed", "task_cancelled"})
-EVENT_ID = re.compile(r"^\d{1,20}(-\d{1,20})?$")
+EVENT_ID = re.compile(r"^(\d{1,20})(?:-(\d{1,20}))?$")
+MAX_ID_PART = 2**64 - 1  # a stream id is two unsigned 64-bit integers
 
 
 def valid_event_id(value: str) -> bool:
-    return bool(EVENT_ID.match(value))
+    found = EVENT_ID.match(value)
+    if found is None:
+        return False
+    parts = [int(p) for p in found.groups() if p is not None]
+    # The largest id has nothing after it, and Redis rejects the exclusive range "(max-max".
+    return all(p <= MAX_ID_PART for p in parts) and parts != [MAX_ID_PART, MAX_ID_PART]
 
 
 def frame(entry_id: str, event_type: str, data: str) -> bytes:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -35,8 +36,18 @@ def event_stream_response(body: bytes) -> Response:
 
 
 class LiveStream(Response):
-    def __init__(self, hub: EventHub, sub: Subscription, ping_s: float, retry_ms: int) -> None:
+    def __init__(
+        self,
+        hub: EventHub,
+        sub: Subscription,
+        ping_s: float,
+        retry_ms: int,
+        still_running: Callable[[], Awaitable[bool]],
+    ) -> None:
         super().__init__(status_code=200, media_type="text/event-stream")
+        #: Asked at a terminal event: a task redriven after it failed has its old task_failed
+        #: in the log, and its stream must go on past it.
+        self.still_running = still_running
         self.hub = hub
         self.sub = sub
         self.ping_s = ping_s
@@ -76,7 +87,7 @@ class LiveStream(Response):
             chunks.append(frame(entry_id, event_type, data))
             if event_type in TERMINAL_EVENTS:
                 await self._body(send, b"".join(chunks))
-                return False
+                return await self.still_running()
             if queue.empty() or len(chunks) >= MAX_BATCH:
                 await self._body(send, b"".join(chunks))
                 return True

@@ -260,7 +260,7 @@ class AgentConsumer:
             return await self._record_failure(step, exc, time.perf_counter() - started)
         await progress.close()
         elapsed = time.perf_counter() - started
-        self._count_usage(out)
+        self._count_usage(out)  # spent even if the result turns out to be fenced out
         m.STEP_SECONDS.labels(self.name).observe(elapsed)
         result = await self.scripts.call(
             "complete",

@@ -6,6 +6,7 @@ their results, the dead step and the steps its failure cancelled run again.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from app.errors import DeadLetterNotFound, TaskConflict
@@ -15,6 +16,8 @@ from app.orchestration.scripts import Scripts
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
+
+ENTRY_ID = re.compile(r"^\d{1,19}-\d{1,19}$")
 
 
 def _entry(entry_id: str, fields: dict[str, str]) -> DeadLetter | None:
@@ -46,6 +49,8 @@ class DeadLetters:
         return [e for e in (_entry(i, f) for i, f in raw) if e is not None]
 
     async def redrive(self, entry_id: str) -> Redriven:
+        if not ENTRY_ID.match(entry_id):
+            raise DeadLetterNotFound(entry_id)
         reply = await self.scripts.call("redrive", self.keys.prefix, entry_id, self.max_attempts)
         code = int(reply[0])
         if code == -1:

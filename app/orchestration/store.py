@@ -6,6 +6,7 @@ task); the scripts in ``lua/`` are its only writers.
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import TYPE_CHECKING, Any, cast
 
@@ -29,8 +30,19 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 
+TASK_ID = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
+
+
 def new_task_id() -> str:
     return uuid.uuid4().hex
+
+
+def checked(task_id: str) -> str:
+    """A task id that cannot name another key (``<id>:events`` would hit the event stream with
+    a hash command and fail with WRONGTYPE): anything else is simply not a task."""
+    if not TASK_ID.match(task_id):
+        raise TaskNotFound(task_id)
+    return task_id
 
 
 def _int(value: str | None) -> int | None:
@@ -54,6 +66,7 @@ class TaskStore:
         return task_id
 
     async def cancel(self, task_id: str, reason: str = "cancelled by request") -> None:
+        checked(task_id)
         result = int(
             await self.scripts.call("cancel", self.keys.prefix, task_id, self.ttl_s, reason)
         )
@@ -63,6 +76,7 @@ class TaskStore:
             raise TaskConflict(f"task {task_id!r} has already finished")
 
     async def _load(self, task_id: str) -> dict[str, str]:
+        checked(task_id)
         fields: dict[str, str] = cast(
             dict[str, str], await self.redis.hgetall(self.keys.task(task_id))
         )
@@ -102,6 +116,7 @@ class TaskStore:
         return out
 
     async def state(self, task_id: str) -> TaskState:
+        checked(task_id)
         state = await self.redis.hget(self.keys.task(task_id), "state")
         if state is None:
             raise TaskNotFound(task_id)

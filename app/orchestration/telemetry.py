@@ -33,8 +33,12 @@ PENDING = Gauge("agentic_stream_pending", "Entries delivered but not acknowledge
 DELAYED = Gauge("agentic_delayed_retries", "Retries waiting for their backoff.")
 TOKENS = Counter(
     "agentic_llm_tokens_total",
-    "LLM tokens used by completed steps.",
+    "LLM tokens spent by step attempts that returned a result (fenced ones included).",
     ["agent", "model", "direction"],
 )
-COST = Counter("agentic_cost_units_total", "Cost units of completed steps.", ["agent", "model"])
+COST = Counter(
+    "agentic_cost_units_total",
+    "Cost units of step attempts that returned a result (fenced ones included).",
+    ["agent", "model"],
+)
 DLQ_DEPTH = Gauge("agentic_dlq_depth", "Entries in the dead-letter stream.")

@@ -19,7 +19,8 @@ def test_bench_quick_reports_every_figure(redis_url: str) -> None:
         [
             sys.executable,
             "-m",
-            "app.bench",
+            "app.cli",
+            "bench",
             "--quick",
             "--json",
             "--tasks",

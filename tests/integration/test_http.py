@@ -173,10 +173,19 @@ def test_unknown_task_and_bad_last_event_id(api: Proc, worker: Proc) -> None:
         assert r.status_code == 404, path
         assert r.json()["error"]["code"] == "task_not_found"
     task_id = httpx.post(f"{api.url}/run-task", json={"user_input": TASK}).json()["task_id"]
-    for bad in ["abc", "1-2-3", "-1", "1-", "9" * 30]:
+    for bad in ["abc", "1-2-3", "-1", "1-", "9" * 30, "9" * 20]:
         r = httpx.get(f"{api.url}/stream/{task_id}", headers={"Last-Event-ID": bad})
         assert r.status_code == 400, bad
         assert "Last-Event-ID" in r.json()["error"]["message"]
+    # Ids that would name other keys are simply unknown tasks, never a 500.
+    for path in [f"/tasks/{task_id}:events", f"/metrics/{task_id}:results", "/stream/a:b"]:
+        assert httpx.get(f"{api.url}{path}").status_code == 404, path
+    assert httpx.post(f"{api.url}/tasks/{task_id}:events/cancel").status_code == 404
+    assert httpx.post(f"{api.url}/dlq/abc/redrive").status_code == 404
+    # Regression: an id past 2^64-1 once left a broken cursor in the shared reader, and every
+    # later stream of the process went silent. Live streams must still work after one.
+    frames = list(sse_frames(f"{api.url}/stream/{task_id}"))
+    assert frames[-1][1] == "task_completed"
 
 
 def test_health_and_openapi(api: Proc) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -72,3 +73,36 @@ async def test_redrive_refuses_an_expired_task(harness: Harness) -> None:
     assert done == [] and len(skipped) == 1 and "expired" in skipped[0].reason
     with pytest.raises(TaskConflict):
         await dlq.redrive(skipped[0].id)
+
+
+async def test_a_live_stream_goes_on_past_the_failure_of_a_redriven_task(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The log of a redriven task holds its old task_failed; a client reading it from the
+    start while the task runs again must not stop there."""
+    from tests.integration.procs import sse_frames, start_api
+
+    h = Harness(settings)
+    try:
+        await h.start_worker(agents(analyzer=ScriptedAgent("analyzer", fail_times=3)))
+        task_id = await h.store.submit("x", BENCH_PLAN)
+        assert await h.wait_state(task_id) == "failed"
+        await h.runtimes[0].shutdown()
+        h.runtimes.clear()
+        dlq = DeadLetters(h.redis, h.keys, max_attempts=3)
+        (entry,) = await dlq.entries()
+        await dlq.redrive(entry.id)  # running again, but no worker yet
+        api = start_api(settings, tmp_path)
+        try:
+            reader = asyncio.create_task(
+                asyncio.to_thread(lambda: list(sse_frames(f"{api.url}/stream/{task_id}")))
+            )
+            await asyncio.sleep(1.0)
+            await h.start_worker(agents())
+            frames = await asyncio.wait_for(reader, 30)
+        finally:
+            api.terminate()
+        types = [event for _, event, _ in frames]
+        assert types.count("task_failed") == 1 and types[-1] == "task_completed"
+    finally:
+        await h.close()

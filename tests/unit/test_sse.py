@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import asyncio
-
 from app.api.hub import Subscription, parse_id
 from app.api.sse import frame, hint, valid_event_id
 
@@ -17,17 +15,30 @@ def test_frame_bytes_are_exact() -> None:
 def test_event_id_validation_and_ordering() -> None:
     for good in ["0", "0-0", "1700000000000-12"]:
         assert valid_event_id(good)
-    for bad in ["", "abc", "1-2-3", "-1", "1-", " 1-0", "1" * 21]:
+    for bad in [
+        "",
+        "abc",
+        "1-2-3",
+        "-1",
+        "1-",
+        " 1-0",
+        "1" * 21,
+        "99999999999999999999",
+        "1-18446744073709551616",
+        "18446744073709551615-18446744073709551615",
+    ]:
         assert not valid_event_id(bad)
     assert parse_id("5-10") > parse_id("5-9") > parse_id("4-99") and parse_id("7") == (7, 0)
 
 
 async def test_a_slow_subscriber_is_cut_not_grown_without_bound() -> None:
-    sub = Subscription("t", "0-0", queue=asyncio.Queue(3))
-    for i in range(10):
+    sub = Subscription("t", "0-0", limit=3)
+    for i in range(1, 10):
         sub.offer((f"{i}-0", "x", "{}"))
     items = [sub.queue.get_nowait() for _ in range(sub.queue.qsize())]
-    assert items[-1] is None and len(items) == 3  # the end marker, then the client resumes
+    # Regression: the end marker used to evict the oldest queued event, which then never
+    # reached the client (it resumes after the last id it got). Now the first three stay.
+    assert items == [("1-0", "x", "{}"), ("2-0", "x", "{}"), ("3-0", "x", "{}"), None]
 
 
 async def test_held_events_wait_behind_the_catch_up() -> None:
