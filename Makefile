@@ -22,3 +22,6 @@ lint: ## ruff + mypy --strict
 	mypy
 
 check: lint test ## What CI runs
+
+diagram: ## Render docs/architecture.png from docs/architecture.py (needs Graphviz)
+	$(PY) docs/architecture.py

@@ -10,14 +10,12 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import orjson
 import typer
 from rich.console import Console
-from rich.markdown import Markdown
-from rich.table import Table
 
 from app.config import get_settings
+from app.console import dlq_app, run_command, tasks_app
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console(stderr=True)
@@ -112,95 +110,6 @@ def _supervise(procs: list[subprocess.Popen[bytes]]) -> int:
 
 
 @cli.command()
-def run(
-    task: Annotated[str, typer.Argument(help="The task, in plain language")],
-    url: UrlOpt = DEFAULT_URL,
-    json_out: Annotated[bool, typer.Option("--json", help="Print events as NDJSON")] = False,
-) -> None:
-    """Submit a task, show its progress live, print the report and its metrics."""
-    with httpx.Client(base_url=url, timeout=httpx.Timeout(30, read=None)) as client:
-        r = client.post("/run-task", json={"user_input": task})
-        if r.status_code != 202:
-            console.print(f"[red]{r.status_code}[/] {r.text}")
-            raise typer.Exit(2)
-        accepted = r.json()
-        task_id = accepted["task_id"]
-        if not json_out:
-            console.print(f"task [bold]{task_id}[/] — {len(accepted['steps_created'])} steps")
-        final = _follow(client, task_id, json_out)
-        if json_out:
-            raise typer.Exit(0 if final.get("type") == "task_completed" else 1)
-        metrics = client.get(f"/metrics/{task_id}").json()
-    if final.get("output"):
-        Console().print(Markdown(final["output"]))
-    _print_metrics(metrics)
-    raise typer.Exit(0 if final.get("type") == "task_completed" else 1)
-
-
-def _follow(client: httpx.Client, task_id: str, json_out: bool) -> dict[str, Any]:
-    """Follow the SSE stream to the terminal event, resuming from Last-Event-ID on a cut."""
-    last_id = "0-0"
-    while True:
-        headers = {"Last-Event-ID": last_id}
-        try:
-            with client.stream("GET", f"/stream/{task_id}", headers=headers) as resp:
-                if resp.status_code == 204:  # finished, and we have seen everything
-                    task = client.get(f"/tasks/{task_id}").json()
-                    return {"type": f"task_{task['state']}", "output": task.get("output")}
-                for event_id, data in _sse_events(resp.iter_lines()):
-                    last_id = event_id
-                    if json_out:
-                        sys.stdout.write(orjson.dumps(data).decode() + "\n")
-                        sys.stdout.flush()
-                    else:
-                        _print_event(data)
-                    if data["type"] in ("task_completed", "task_failed", "task_cancelled"):
-                        return dict(data)
-        except httpx.TransportError:
-            time.sleep(0.5)
-
-
-def _sse_events(lines: Any) -> Any:
-    event_id, data = None, []
-    for line in lines:
-        if line.startswith("id:"):
-            event_id = line[3:].strip()
-        elif line.startswith("data:"):
-            data.append(line[5:].lstrip())
-        elif line == "":
-            if event_id and data:
-                yield event_id, orjson.loads("\n".join(data))
-            event_id, data = None, []
-
-
-def _print_event(d: dict[str, Any]) -> None:
-    what = d["type"]
-    step = (
-        f" {d['step_id']} ({d.get('agent')}, attempt {d.get('attempt')})" if "step_id" in d else ""
-    )
-    extra = d.get("error") or d.get("summary") or d.get("text") or ""
-    console.print(f"[cyan]{what}[/]{step} {extra}".rstrip())
-
-
-def _print_metrics(m: dict[str, Any]) -> None:
-    title = f"task {m['task_id']} — {m['state']}, {m.get('latency_ms')} ms"
-    table = Table(title=f"{title}, {m['cost_units']} cost units")
-    for col in ("step", "agent", "state", "attempts", "queue ms", "run ms", "cost"):
-        table.add_column(col)
-    for s in m["steps"]:
-        table.add_row(
-            s["step_id"],
-            s["agent"],
-            s["state"],
-            str(s["attempts"]),
-            str(s["queue_wait_ms"]),
-            str(s["run_ms"]),
-            f"{s['cost_units']:.3f}",
-        )
-    console.print(table)
-
-
-@cli.command()
 def loadtest(
     url: UrlOpt = DEFAULT_URL,
     tasks: Annotated[int, typer.Option(min=1, help="Tasks to submit")] = 100,
@@ -231,6 +140,11 @@ def bench(ctx: typer.Context) -> None:
     from app.bench.__main__ import main as bench_main
 
     raise typer.Exit(bench_main(list(ctx.args)))
+
+
+cli.command("run")(run_command)
+cli.add_typer(tasks_app, name="tasks")
+cli.add_typer(dlq_app, name="dlq")
 
 
 def main() -> None:

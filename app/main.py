@@ -17,6 +17,7 @@ from app.api.hub import EventHub
 from app.api.limits import BodyLimitMiddleware
 from app.api.ops import router as ops_router
 from app.api.routes import router
+from app.api.ui import router as ui_router
 from app.config import Settings, get_settings
 from app.keys import Keys
 from app.logs import configure_logging
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.drain = DrainState()
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
+    app.include_router(ui_router)
     app.include_router(router)
     app.include_router(ops_router)
     Instrumentator(excluded_handlers=["/metrics", "/stream/.*"]).instrument(app).expose(

@@ -179,6 +179,8 @@ class EventHub:
                 await self._wake.wait()
             self._wake.clear()
             streams: dict[Any, Any] = {self.keys.events(t): c for t, c in self._cursor.items()}
+            if not streams:  # the last watcher left between the wake-up and now
+                continue
             self._covered = frozenset(streams)
             try:
                 reply: Any = await self.reader.xread(streams, count=READ_COUNT, block=self.block_ms)

@@ -6,11 +6,10 @@ import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import JSONResponse
 
 from app.api.deps import DrainDep, HubDep, PlannerDep, SettingsDep, StoreDep
 from app.api.errors import error_response
-from app.api.page import INDEX_HTML
 from app.api.sse import hint, replay, replay_body, valid_event_id
 from app.api.stream_response import LiveStream, event_stream_response
 from app.errors import PlanError
@@ -137,8 +136,3 @@ async def readyz(store: StoreDep, drain: DrainDep) -> JSONResponse:
     except Exception as exc:
         return error_response(503, f"redis unreachable: {type(exc).__name__}", code="redis_down")
     return JSONResponse({"status": "ready"})
-
-
-@router.get("/", response_class=HTMLResponse, include_in_schema=False)
-async def index() -> HTMLResponse:
-    return HTMLResponse(INDEX_HTML)
