@@ -20,6 +20,10 @@ def make_redis(settings: Settings, *, max_connections: int = 64) -> Redis:
         decode_responses=True,
         max_connections=max_connections,
         timeout=30,
+        # A server that accepts but never answers must not hang requests or worker loops; the
+        # read timeout stays above the longest BLOCK any caller uses (the SSE reader's 5 s).
+        socket_connect_timeout=5,
+        socket_timeout=15 + settings.block_ms / 1000,
         health_check_interval=30,
         socket_keepalive=True,
         retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=8),
