@@ -285,6 +285,27 @@ def test_redis_url_comes_from_a_secret_and_keda_gets_the_same_server(render: Ren
     assert params == {"password", "username"}
 
 
+def test_llm_api_key_comes_from_a_secret_never_a_value(render: RenderFn) -> None:
+    values = {
+        "llm": {"existingSecret": "agentic-llm"},
+        "config": {"AGENTIC_LLM_PROVIDER": "openai"},
+    }
+    manifests = render(values)
+    containers = [
+        worker(manifests, agent)["spec"]["template"]["spec"]["containers"][0] for agent in AGENTS
+    ]
+    containers.append(
+        named(manifests, "Deployment", "agentic-api")["spec"]["template"]["spec"]["containers"][0]
+    )
+    for container in containers:
+        key = next(e for e in container["env"] if e["name"] == "AGENTIC_OPENAI_API_KEY")
+        assert key["valueFrom"]["secretKeyRef"] == {"name": "agentic-llm", "key": "api-key"}
+    configmaps = " ".join(str(m["data"]) for m in by_kind(manifests, "ConfigMap"))
+    assert "OPENAI_API_KEY" not in configmaps
+    default = render()
+    assert "AGENTIC_OPENAI_API_KEY" not in str(default)
+
+
 def test_default_external_redis_is_qualified_for_kedas_namespace(render: RenderFn) -> None:
     meta = by_kind(render(), "ScaledObject")[0]["spec"]["triggers"][0]["metadata"]
     assert meta["address"] == "redis.agentic.svc:6379"

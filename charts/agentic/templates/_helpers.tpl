@@ -162,6 +162,13 @@ checksum/secret: {{ include (print .Template.BasePath "/secret.yaml") . | sha256
     secretKeyRef:
       name: {{ include "agentic.redisSecretName" . }}
       key: {{ .Values.redis.urlKey }}
+{{- if .Values.llm.existingSecret }}
+- name: AGENTIC_OPENAI_API_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.llm.existingSecret }}
+      key: {{ .Values.llm.apiKeyKey }}
+{{- end }}
 {{- end }}
 
 {{/* An AGENTIC_* map as container env entries (values always strings). */}}
