@@ -40,8 +40,11 @@ ARTIFACTS = ROOT / "test-artifacts" / "ui"
 TASK = "Compare Redis Streams and Kafka for job queues and write a short recommendation"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """Per module, not per session: Playwright's sync API keeps an asyncio loop running in the
+    main thread while it is open, and every pytest-asyncio test collected after it would then
+    fail with "Cannot run the event loop while another loop is running" (seen in CI)."""
     if not CHROMIUM.exists():
         pytest.fail(
             f"{CHROMIUM} not found: install Debian's Chromium (apt-get install -y chromium) "
