@@ -11,7 +11,8 @@ Delivery protocol (docs/system_design.md has the picture):
    ready, atomically, and only if the attempt still owns the step.
 4. ``XACK`` comes last: a crash anywhere before it leaves the entry pending, so another worker
    reclaims it and the scripts' fences make the replay harmless. A worker fenced out does not
-   ACK: the entry belongs to the newer attempt's holder.
+   ACK: the entry belongs to the newer attempt's holder. An entry that carried one step is
+   ACKed by the script that records the outcome (same atomic unit, one round trip less).
 
 While a step runs, the lease loop re-claims our in-flight entries (``XCLAIM ... JUSTID``
 resets their idle time) so a slow but live step is never stolen.
@@ -233,6 +234,10 @@ class AgentConsumer:
                 )
                 for i in range(2, len(reply), 4)
             ]
+            if len(runs) == 1 and "," not in steps:
+                # The entry's only step: its script ACKs the entry with the outcome.
+                await self.run_step(runs[0], ack_entry=entry_id)
+                return
             settled = all(await asyncio.gather(*(self.run_step(step) for step in runs)))
         if settled:
             await self.redis.xack(self.stream, self.group, entry_id)
@@ -243,8 +248,9 @@ class AgentConsumer:
         limit = self.settings.task_max_tokens
         return max(0, limit - tokens_spent) if limit else None
 
-    async def run_step(self, step: StepInput) -> bool:
-        """Run one step and record its outcome; False if a newer attempt fenced us out."""
+    async def run_step(self, step: StepInput, ack_entry: str = "") -> bool:
+        """Run one step and record its outcome; False if a newer attempt fenced us out.
+        With ``ack_entry`` the recording script also ACKs that entry (not when fenced out)."""
         bound = log.bind(
             task_id=step.task_id, step_id=step.step_id, agent=self.name, attempt=step.attempt
         )
@@ -257,7 +263,7 @@ class AgentConsumer:
             raise
         except Exception as exc:
             await progress.close()
-            return await self._record_failure(step, exc, time.perf_counter() - started)
+            return await self._record_failure(step, exc, time.perf_counter() - started, ack_entry)
         await progress.close()
         elapsed = time.perf_counter() - started
         self._count_usage(out)  # spent even if the result turns out to be fenced out
@@ -278,6 +284,7 @@ class AgentConsumer:
             self.settings.task_ttl_s,
             self.settings.task_max_tokens,
             self.settings.task_max_cost_units,
+            ack_entry,
         )
         if int(result) == 3:
             bound.warning("task stopped: its budget is spent", status="budget_exhausted")
@@ -289,7 +296,9 @@ class AgentConsumer:
         bound.info("step completed", status="completed", run_ms=round(elapsed * 1000))
         return True
 
-    async def _record_failure(self, step: StepInput, exc: Exception, elapsed: float) -> bool:
+    async def _record_failure(
+        self, step: StepInput, exc: Exception, elapsed: float, ack_entry: str = ""
+    ) -> bool:
         permanent = not self.policy.should_retry(exc)
         delay_s = self.policy.delay_s(step.attempt)
         error = f"{type(exc).__name__}: {exc}"[:1000]
@@ -305,6 +314,7 @@ class AgentConsumer:
                 round(delay_s * 1000),
                 self.policy.max_attempts,
                 self.settings.task_ttl_s,
+                ack_entry,
             )
         )
         bound = log.bind(

@@ -39,6 +39,9 @@ async def test_dag_runs_in_dependency_order_and_completes(harness: Harness) -> N
         "markdown": "# analyze",
     }
     assert events[-1]["type"] == "task_completed"
+    for agent in ("retriever", "analyzer", "writer"):  # every entry was acknowledged
+        pending = await harness.redis.xpending(harness.keys.agent_stream(agent), agent)
+        assert pending["pending"] == 0, agent
 
 
 async def test_ready_steps_for_one_agent_are_batched_in_one_entry(harness: Harness) -> None:

@@ -1,5 +1,6 @@
 -- ARGV: prefix, task_id, sid, attempt, result_json, summary, text, run_ms, cost, tokens_in,
---       tokens_out, ttl_s, max_tokens, max_cost (the task's budget; 0 = none)
+--       tokens_out, ttl_s, max_tokens, max_cost (the task's budget; 0 = none),
+--       ack_entry (the agent-stream entry to XACK with the result, or '')
 -- Records a step's result and queues the steps it made ready, atomically. Fenced: only the
 -- current attempt of a running step may complete it, so a stale or duplicate attempt is a no-op.
 -- A task whose totals pass its budget with work left is stopped cleanly: task_failed.
@@ -12,6 +13,9 @@ local f = redis.call('HMGET', tk, sid .. '|state', sid .. '|attempt', sid .. '|a
                      'n_steps', 'cost_units', 'tokens_in', 'tokens_out', 'created_ms', 'steps')
 if f[1] ~= 'running' or f[2] ~= attempt then return 0 end
 local agent, sink, dependents, task_state = f[3], f[4] == '1', f[5], f[7]
+-- An entry that carried only this step is acknowledged in the same atomic unit as its result:
+-- one round trip less per step, and still never before the result is recorded.
+if ARGV[15] and ARGV[15] ~= '' then redis.call('XACK', k_agent(agent), agent, ARGV[15]) end
 local ts = now_ms()
 local run_ms, cost = tonumber(ARGV[8]), tonumber(ARGV[9])
 local tin, tout, ttl = tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])

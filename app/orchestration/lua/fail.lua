@@ -1,4 +1,5 @@
--- ARGV: prefix, task_id, sid, attempt, error, permanent (0/1), delay_ms, max_attempts, ttl_s
+-- ARGV: prefix, task_id, sid, attempt, error, permanent (0/1), delay_ms, max_attempts, ttl_s,
+--       ack_entry (the agent-stream entry to XACK with the outcome, or '')
 -- A step attempt failed. Fenced like complete.lua. Either schedules the next attempt in the
 -- delayed set (it survives worker restarts; promote.lua moves it back to the agent stream), or
 -- fails the step for good: dead-letter entry, step_failed, task_failed.
@@ -12,6 +13,7 @@ if sget(tk, sid, 'state') ~= 'running' or tonumber(sget(tk, sid, 'attempt')) ~= 
 end
 local ts = now_ms()
 local agent = sget(tk, sid, 'agent')
+if ARGV[10] and ARGV[10] ~= '' then redis.call('XACK', k_agent(agent), agent, ARGV[10]) end
 redis.call('HSET', tk, sid .. '|error', err, sid .. '|finished_ms', ts)
 -- A redriven step has its own ceiling (redrive.lua gives it a fresh set of attempts).
 max_attempts = tonumber(sget(tk, sid, 'max_attempt')) or max_attempts
