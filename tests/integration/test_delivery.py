@@ -7,18 +7,10 @@ from collections import Counter
 
 import pytest
 
-from app.config import Settings
 from app.orchestration import telemetry
 from tests.integration.harness import BENCH_PLAN, Harness, ScriptedAgent, agents
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def harness(settings: Settings):  # type: ignore[no-untyped-def]
-    h = Harness(settings)
-    yield h
-    await h.close()
 
 
 async def test_dag_runs_in_dependency_order_and_completes(harness: Harness) -> None:

@@ -16,13 +16,6 @@ from tests.integration.harness import BENCH_PLAN, Harness, ScriptedAgent, agents
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-async def harness(settings: Settings):  # type: ignore[no-untyped-def]
-    h = Harness(settings)
-    yield h
-    await h.close()
-
-
 async def test_recent_tasks_newest_first_and_expired_ones_dropped(harness: Harness) -> None:
     first = await harness.store.submit("first", BENCH_PLAN)
     await asyncio.sleep(0.005)
