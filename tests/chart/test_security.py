@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.chart.conftest import CHART, NAMESPACE, RELEASE, ROOT, set_args
+from tests.conftest import missing_tool
 
 pytestmark = pytest.mark.chart
 
@@ -40,7 +41,7 @@ def checkov() -> Path:
     for c in candidates:
         if c and Path(c).exists():
             return Path(c)
-    pytest.skip("checkov not installed: .ci/run puts it in .venv/checkov (pip install checkov)")
+    missing_tool("checkov not installed: .ci/run puts it in .venv/checkov (pip install checkov)")
 
 
 def scan(checkov: Path, *args: str) -> list[dict[str, Any]]:

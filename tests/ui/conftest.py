@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from app.config import Settings
+from tests.conftest import missing_tool
 from tests.integration.procs import ROOT, Proc, sse_frames, start_api, start_worker
 
 if TYPE_CHECKING:
@@ -46,10 +47,9 @@ def browser() -> Iterator[Browser]:
     main thread while it is open, and every pytest-asyncio test collected after it would then
     fail with "Cannot run the event loop while another loop is running" (seen in CI)."""
     if not CHROMIUM.exists():
-        pytest.fail(
+        missing_tool(
             f"{CHROMIUM} not found: install Debian's Chromium (apt-get install -y chromium) "
-            "or point AGENTIC_TEST_CHROMIUM at a Chromium binary",
-            pytrace=False,
+            "or point AGENTIC_TEST_CHROMIUM at a Chromium binary"
         )
     from playwright.sync_api import sync_playwright
 

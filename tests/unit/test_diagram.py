@@ -8,9 +8,8 @@ import struct
 from pathlib import Path
 from types import ModuleType
 
-import pytest
-
 from app.keys import AGENTS, Keys
+from tests.conftest import missing_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "docs" / "architecture.py"
@@ -34,7 +33,7 @@ def png_size(path: Path) -> tuple[int, int]:
 
 def test_the_diagram_renders_and_names_what_the_code_uses(tmp_path: Path) -> None:
     if shutil.which("dot") is None:
-        pytest.fail("Graphviz's `dot` is missing: apt-get install -y graphviz", pytrace=False)
+        missing_tool("Graphviz's `dot` is missing: apt-get install -y graphviz")
     png = load().build(tmp_path / "architecture", formats=("png", "dot"))
     width, height = png_size(png)
     assert width > 1500 and height > 600
