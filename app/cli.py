@@ -68,11 +68,17 @@ def up(
         env["AGENTIC_REDIS_URL"] = server.connection_url
         console.print(f"[green]embedded Valkey[/] {server.connection_url} (AOF in {data_dir}/)")
     env.setdefault("AGENTIC_LOG_FORMAT", "console")
+    # Own sessions: a terminal's Ctrl-C reaches only this supervisor, which stops the API and
+    # the worker (each drains) and then the server, in that order.
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "api", "--host", host, "--port", str(port)], env=env
+            [sys.executable, "-m", "app.cli", "api", "--host", host, "--port", str(port)],
+            env=env,
+            start_new_session=True,
         ),
-        subprocess.Popen([sys.executable, "-m", "worker.agent_worker"], env=env),
+        subprocess.Popen(
+            [sys.executable, "-m", "worker.agent_worker"], env=env, start_new_session=True
+        ),
     ]
     console.print(f"[green]API[/] http://{host}:{port}  (docs: /docs, live page: /)  Ctrl-C stops")
     code = _supervise(procs)

@@ -37,6 +37,7 @@ def start_up(tmp_path: Path, port: int) -> subprocess.Popen[bytes]:
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=tmp_path,
+        start_new_session=True,  # its own process group, like a job in a terminal
     )
     deadline = time.monotonic() + 40
     while time.monotonic() < deadline:
@@ -61,8 +62,12 @@ def test_up_runs_a_task_stops_on_ctrl_c_and_keeps_data(tmp_path: Path) -> None:
         task = wait_terminal(url, task_id)
         assert task["state"] == "completed" and "KEDA" in task["output"]
     finally:
-        proc.send_signal(signal.SIGINT)
+        # Ctrl-C in a terminal: SIGINT to the whole foreground process group. Regression: the
+        # embedded server got it too and died first; the worker's last writes then failed.
+        os.killpg(proc.pid, signal.SIGINT)
         assert proc.wait(40) == 0
+    log = (tmp_path / "up.log").read_text()
+    assert "Traceback" not in log and "Connection refused" not in log, log[-3000:]
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{url}/healthz", timeout=1)
     assert list((tmp_path / "data").rglob("*.aof")), "no AOF written"
@@ -71,5 +76,5 @@ def test_up_runs_a_task_stops_on_ctrl_c_and_keeps_data(tmp_path: Path) -> None:
         again = httpx.get(f"{url}/tasks/{task_id}").json()
         assert again["state"] == "completed" and again["output"] == task["output"]
     finally:
-        proc.send_signal(signal.SIGINT)
+        os.killpg(proc.pid, signal.SIGINT)
         proc.wait(40)
