@@ -7,6 +7,8 @@ redrive), 4 when it cannot be reached.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 import orjson
@@ -55,6 +57,16 @@ def _fail(exc: ApiError) -> typer.Exit:
     return typer.Exit(EXIT_UNREACHABLE if exc.status == 0 else 1)
 
 
+@contextlib.contextmanager
+def _api(url: str) -> Iterator[ApiClient]:
+    """A client whose API errors end the command with a message and an exit code."""
+    try:
+        with ApiClient(url) as client:
+            yield client
+    except ApiError as exc:
+        raise _fail(exc) from exc
+
+
 def _url(ctx: typer.Context, url: str | None) -> str:
     return url or (ctx.obj or {}).get("url") or DEFAULT_URL
 
@@ -81,11 +93,8 @@ def tasks_list(
     ctx.obj = {"url": url}
     if ctx.invoked_subcommand is not None:
         return
-    try:
-        with ApiClient(url) as client:
-            tasks = client.tasks(limit)
-    except ApiError as exc:
-        raise _fail(exc) from exc
+    with _api(url) as client:
+        tasks = client.tasks(limit)
     if json_out:
         _print_json(tasks)
         return
@@ -118,14 +127,12 @@ def tasks_show(
     json_out: JsonOpt = False,
 ) -> None:
     """Show one task: its plan with step states, report and metrics."""
-    with ApiClient(_url(ctx, url)) as client:
-        if follow:
+    if follow:
+        with ApiClient(_url(ctx, url)) as client:
             raise typer.Exit(Watch(client, task_id, json_out=json_out).run())
-        try:
-            task = client.task(task_id)
-            metrics = client.metrics(task_id)
-        except ApiError as exc:
-            raise _fail(exc) from exc
+    with _api(_url(ctx, url)) as client:
+        task = client.task(task_id)
+        metrics = client.metrics(task_id)
     if json_out:
         _print_json({"task": task, "metrics": metrics})
         return
@@ -162,11 +169,8 @@ def tasks_cancel(
     url: UrlOpt = None,
 ) -> None:
     """Cancel a running task (its running steps finish, nothing further starts)."""
-    try:
-        with ApiClient(_url(ctx, url)) as client:
-            client.cancel(task_id)
-    except ApiError as exc:
-        raise _fail(exc) from exc
+    with _api(_url(ctx, url)) as client:
+        client.cancel(task_id)
     _out().print(f"task {task_id} cancelled")
 
 
@@ -184,11 +188,8 @@ def dlq_list(
     ctx.obj = {"url": url}
     if ctx.invoked_subcommand is not None:
         return
-    try:
-        with ApiClient(url) as client:
-            body = client.dlq(limit)
-    except ApiError as exc:
-        raise _fail(exc) from exc
+    with _api(url) as client:
+        body = client.dlq(limit)
     if json_out:
         _print_json(body)
         return
@@ -223,15 +224,12 @@ def dlq_redrive(
     if (entry_id is None) == (not all_entries):
         raise typer.BadParameter("give an entry id or --all, not both")
     out = _out()
-    try:
-        with ApiClient(_url(ctx, url)) as client:
-            if entry_id is not None:
-                r = client.redrive(entry_id)
-                out.print(f"redriven: step {r['step_id']} of task {r['task_id']}, which runs again")
-                return
-            body = client.redrive_all()
-    except ApiError as exc:
-        raise _fail(exc) from exc
+    with _api(_url(ctx, url)) as client:
+        if entry_id is not None:
+            r = client.redrive(entry_id)
+            out.print(f"redriven: step {r['step_id']} of task {r['task_id']}, which runs again")
+            return
+        body = client.redrive_all()
     for r in body.get("redriven", []):
         out.print(f"redriven: step {r['step_id']} of task {r['task_id']} ({r['id']})")
     for s in body.get("skipped", []):
