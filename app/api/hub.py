@@ -34,6 +34,16 @@ QUEUE_MAX = 10_000
 READ_COUNT = 512
 
 
+def as_event(entry_id: str, fields: dict[str, str]) -> Event:
+    return entry_id, fields.get("type", "message"), fields.get("data", "{}")
+
+
+async def read_log(redis: Redis, events_key: str, after_id: str) -> list[Event]:
+    """The log's events after ``after_id`` (exclusive), oldest first."""
+    entries: Any = await redis.xrange(events_key, f"({after_id}", "+")
+    return [as_event(i, f) for i, f in entries]
+
+
 def parse_id(entry_id: str) -> tuple[int, int]:
     ms, _, seq = entry_id.partition("-")
     return int(ms), int(seq or 0)
@@ -155,12 +165,10 @@ class EventHub:
             self._stream_to_task.pop(self.keys.events(sub.task_id), None)
 
     async def _catch_up(self, sub: Subscription) -> None:
-        entries: Any = await self.redis.xrange(
-            self.keys.events(sub.task_id), f"({sub.last_id}", "+"
-        )
+        events = await read_log(self.redis, self.keys.events(sub.task_id), sub.last_id)
         held, sub.held = sub.held or [], None
-        for entry_id, fields in entries:
-            sub.offer((entry_id, fields.get("type", "message"), fields.get("data", "{}")))
+        for event in events:
+            sub.offer(event)
         sub.held = held
 
     async def _wake_reader(self, task_id: str) -> None:
@@ -201,6 +209,6 @@ class EventHub:
             return
         self._cursor[task_id] = entries[-1][0]
         for entry_id, fields in entries:
-            event = (entry_id, fields.get("type", "message"), fields.get("data", "{}"))
+            event = as_event(entry_id, fields)
             for sub in self._subs.get(task_id, ()):
                 sub.offer(event)

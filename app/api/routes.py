@@ -10,7 +10,8 @@ from fastapi.responses import JSONResponse
 
 from app.api.deps import DrainDep, HubDep, PlannerDep, SettingsDep, StoreDep
 from app.api.errors import error_response
-from app.api.sse import hint, replay, replay_body, valid_event_id
+from app.api.hub import read_log
+from app.api.sse import hint, replay_body, valid_event_id
 from app.api.stream_response import LiveStream, event_stream_response
 from app.errors import PlanError
 from app.models import ErrorResponse, TaskAccepted, TaskCreate, TaskMetrics, TaskPublic, TaskState
@@ -89,10 +90,10 @@ async def stream(
         return error_response(400, "Last-Event-ID must be an event id such as 1700000000000-0")
     state = await store.state(task_id)  # 404 for an unknown task
     if state.terminal:
-        entries = await replay(store.redis, store.keys.events(task_id), start)
-        if not entries:
+        events = await read_log(store.redis, store.keys.events(task_id), start)
+        if not events:
             return Response(status_code=204)  # tells EventSource to stop reconnecting
-        return event_stream_response(replay_body(entries, retry_ms))
+        return event_stream_response(replay_body(events, retry_ms))
     sub = await hub.subscribe(task_id, start)
 
     async def still_running() -> bool:

@@ -1,4 +1,4 @@
-"""The SSE side of a task's event log: frames, replay, live tail.
+"""The SSE bytes of a task's event log: event frames, retry hints, replay bodies.
 
 Every frame carries ``id:`` (the event-log entry id), ``event:`` (the type) and ``data:`` (the
 JSON written by the worker's script, passed through untouched: it never holds a raw newline,
@@ -8,10 +8,10 @@ JSON escapes them). This module is the one place that turns events into SSE byte
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
+    from app.api.hub import Event
 
 TERMINAL_EVENTS = frozenset({"task_completed", "task_failed", "task_cancelled"})
 EVENT_ID = re.compile(r"^(\d{1,20})(?:-(\d{1,20}))?$")
@@ -36,13 +36,6 @@ def hint(retry_ms: int, comment: str) -> bytes:
     return f": {comment}\nretry: {retry_ms}\n\n".encode()
 
 
-async def replay(redis: Redis, events_key: str, after_id: str) -> list[tuple[str, dict[str, str]]]:
-    entries = await redis.xrange(events_key, f"({after_id}", "+")
-    return cast(list[tuple[str, dict[str, str]]], entries)
-
-
-def replay_body(entries: list[tuple[str, dict[str, str]]], retry_ms: int) -> bytes:
+def replay_body(events: list[Event], retry_ms: int) -> bytes:
     """A finished task: its log from Last-Event-ID to the terminal event, in one body."""
-    parts = [hint(retry_ms, "replay")]
-    parts += [frame(i, f.get("type", "message"), f.get("data", "{}")) for i, f in entries]
-    return b"".join(parts)
+    return hint(retry_ms, "replay") + b"".join(frame(*event) for event in events)
