@@ -10,7 +10,7 @@ local task_id, sid, attempt = ARGV[2], ARGV[3], ARGV[4]
 local tk = k_task(task_id)
 local f = redis.call('HMGET', tk, sid .. '|state', sid .. '|attempt', sid .. '|agent',
                      sid .. '|sink', sid .. '|dependents', sid .. '|error', 'state', 'n_done',
-                     'n_steps', 'cost_units', 'tokens_in', 'tokens_out', 'created_ms', 'steps')
+                     'n_steps', 'cost_units', 'tokens_in', 'tokens_out', 'created_ms', 'sinks')
 if f[1] ~= 'running' or f[2] ~= attempt then return 0 end
 local agent, sink, dependents, task_state = f[3], f[4] == '1', f[5], f[7]
 -- An entry that carried only this step is acknowledged in the same atomic unit as its result:
@@ -67,16 +67,8 @@ if done < tonumber(f[9]) then
 end
 -- The task is complete: its output is the text of its sink steps, in plan order.
 local texts = {}
-local steps = split(f[14], ',')
-local sinks = redis.call('HMGET', tk, unpack((function()
-  local names = {}
-  for i, s in ipairs(steps) do names[i] = s .. '|sink' end
-  return names
-end)()))
-for i, s in ipairs(steps) do
-  if sinks[i] == '1' then
-    texts[#texts + 1] = (s == sid) and ARGV[7] or (sget(tk, s, 'text') or '')
-  end
+for _, s in ipairs(split(f[14], ',')) do
+  texts[#texts + 1] = (s == sid) and ARGV[7] or (sget(tk, s, 'text') or '')
 end
 local output = table.concat(texts, '\n\n')
 local latency = ts - tonumber(f[13])

@@ -5,7 +5,7 @@ local tk = k_task(task_id)
 if redis.call('EXISTS', tk) == 1 then return 0 end
 local plan = cjson.decode(plan_json)
 local ts = now_ms()
-local ids, dependents, roots, known = {}, {}, {}, {}
+local ids, dependents, roots, known, sinks = {}, {}, {}, {}, {}
 for _, step in ipairs(plan['steps']) do
   ids[#ids + 1] = step['id']
   dependents[step['id']] = {}
@@ -32,11 +32,14 @@ for _, step in ipairs(plan['steps']) do
   put(w, sid .. '|deps_left', ndeps)
   put(w, sid .. '|dependents', table.concat(dependents[sid], ','))
   put(w, sid .. '|sink', (#dependents[sid] == 0) and 1 or 0)
+  if #dependents[sid] == 0 then sinks[#sinks + 1] = sid end
   if ndeps == 0 then
     roots[#roots + 1] = sid
     known[sid] = {step['agent'], 1}
   end
 end
+-- The sinks, in plan order: their text is the task's output (complete.lua).
+put(w, 'sinks', table.concat(sinks, ','))
 emit_raw(task_id, {type = 'plan_created', planner = planner}, ts, 'plan', plan_json)
 enqueue(task_id, tk, roots, ts, w, known)
 flush(tk, w)
