@@ -21,6 +21,7 @@ resets their idle time) so a slow but live step is never stolen.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import time
 from collections.abc import Awaitable, Callable
@@ -72,6 +73,7 @@ class AgentConsumer:
         self.stream = keys.agent_stream(self.name)
         self.group = keys.agent_group(self.name)
         self.inflight: dict[str, asyncio.Task[None]] = {}
+        self._slot_freed = asyncio.Event()
         self.visibility_ms = int(settings.visibility_timeout_s * 1000)
 
     # --- group management ------------------------------------------------------------------
@@ -183,10 +185,14 @@ class AgentConsumer:
 
     # --- processing ------------------------------------------------------------------------
     async def _wait_for_slots(self, stop: asyncio.Event) -> int:
+        """Free slots now, or 0 after waiting for one (woken by a finishing entry, not by
+        polling; the bounded wait lets the caller see ``stop``)."""
         free = self.settings.worker_concurrency - len(self.inflight)
         if free > 0:
             return free
-        await _sleep_or_stop(stop, 0.01)
+        self._slot_freed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._slot_freed.wait(), timeout=0.5)
         return 0
 
     def _dispatch(self, entries: list[Entry]) -> None:
@@ -199,6 +205,7 @@ class AgentConsumer:
     def _done(self, entry_id: str, _task: asyncio.Task[None]) -> None:
         self.inflight.pop(entry_id, None)
         m.INFLIGHT.labels(self.name).dec()
+        self._slot_freed.set()
 
     async def handle_entry(self, entry_id: str, fields: dict[str, str]) -> None:
         task_id, steps = fields.get("t"), fields.get("s")
