@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default=16, ge=1)
     read_count: int = Field(default=16, ge=1)
     block_ms: int = Field(default=1000, ge=10)
+    #: A step still running this long after delivery is claimed (step_started); one that ends
+    #: sooner is started and completed in one script call. 0: claim every step before it runs.
+    claim_after_ms: int = Field(default=50, ge=0)
     promote_interval_ms: int = Field(default=100, ge=5)
     trim_interval_s: float = Field(default=10.0, gt=0)
     worker_grace_s: float = Field(default=20.0, ge=0)

@@ -3,16 +3,20 @@
 Delivery protocol (docs/system_design.md has the picture):
 
 1. ``XREADGROUP`` (or ``XAUTOCLAIM`` for entries whose holder went silent) hands us an entry
-   naming a task and a batch of its step ids.
-2. ``start.lua`` claims each step this delivery may run (only the entry that carries a step
-   may; a redelivery takes the next attempt, fencing the old holder out) and returns its
-   instruction and its dependencies' results.
-3. The agent runs; ``complete.lua`` or ``fail.lua`` records the outcome and queues what became
+   naming a task and a batch of its step ids, with what they need to run (field ``x``).
+2. A step is claimed with ``start.lua``, which decides whether this delivery may run it (only
+   the entry that carries a step may; a redelivery takes the next attempt, fencing the old
+   holder out) and emits ``step_started``. On a first delivery the step starts at once and is
+   claimed only if it is still running after ``claim_after_ms`` (or streams progress, or
+   fails); a step that ends sooner is started and completed by one call (kind ``'f'``, fenced
+   on its carrier entry). Redeliveries are claimed first, so every one counts as an attempt.
+3. ``complete.lua`` (through :class:`~app.orchestration.recorder.Recorder`, which batches the
+   outcomes of concurrent steps) or ``fail.lua`` records the outcome and queues what became
    ready, atomically, and only if the attempt still owns the step.
 4. ``XACK`` comes last: a crash anywhere before it leaves the entry pending, so another worker
    reclaims it and the scripts' fences make the replay harmless. A worker fenced out does not
-   ACK: the entry belongs to the newer attempt's holder. An entry that carried one step is
-   ACKed by the script that records the outcome (same atomic unit, one round trip less).
+   ACK: the entry belongs to the newer attempt's holder. An entry's ACK goes in the same script
+   call as its last outcome, or with the next batch.
 
 While a step runs, the lease loop re-claims our in-flight entries (``XCLAIM ... JUSTID``
 resets their idle time) so a slow but live step is never stolen.
@@ -36,6 +40,14 @@ from app.config import Settings
 from app.keys import Keys
 from app.orchestration import telemetry as m
 from app.orchestration.progress import ProgressBatcher
+from app.orchestration.recorder import (
+    BUDGET_STOP,
+    FENCED,
+    NOT_CARRIED,
+    TASK_NOT_RUNNING,
+    Outcome,
+    Recorder,
+)
 from app.orchestration.retry import RetryPolicy
 from app.orchestration.scripts import Scripts
 
@@ -61,6 +73,7 @@ class AgentConsumer:
         settings: Settings,
         consumer: str,
         policy: RetryPolicy | None = None,
+        recorder: Recorder | None = None,
     ) -> None:
         self.redis = redis
         self.keys = keys
@@ -70,6 +83,8 @@ class AgentConsumer:
         self.consumer = consumer
         self.policy = policy or RetryPolicy.from_settings(settings)
         self.scripts = Scripts(redis)
+        self.recorder = recorder or Recorder(self.scripts, keys.prefix, settings)
+        self.claim_after_s = settings.claim_after_ms / 1000
         self.stream = keys.agent_stream(self.name)
         self.group = keys.agent_group(self.name)
         self.inflight: dict[str, asyncio.Task[None]] = {}
@@ -143,7 +158,7 @@ class AgentConsumer:
             if fresh:
                 m.RECLAIMED.labels(self.name).inc(len(fresh))
                 log.info("reclaimed entries", agent=self.name, count=len(fresh))
-                self._dispatch(fresh)
+                self._dispatch(fresh, redelivered=True)
                 claimed += len(fresh)
             if cursor in ("0-0", b"0-0"):
                 return claimed
@@ -195,9 +210,9 @@ class AgentConsumer:
             await asyncio.wait_for(self._slot_freed.wait(), timeout=0.5)
         return 0
 
-    def _dispatch(self, entries: list[Entry]) -> None:
+    def _dispatch(self, entries: list[Entry], redelivered: bool = False) -> None:
         for entry_id, fields in entries:
-            task = asyncio.create_task(self.handle_entry(entry_id, fields))
+            task = asyncio.create_task(self.handle_entry(entry_id, fields, redelivered))
             self.inflight[entry_id] = task
             m.INFLIGHT.labels(self.name).inc()
             task.add_done_callback(functools.partial(self._done, entry_id))
@@ -207,7 +222,9 @@ class AgentConsumer:
         m.INFLIGHT.labels(self.name).dec()
         self._slot_freed.set()
 
-    async def handle_entry(self, entry_id: str, fields: dict[str, str]) -> None:
+    async def handle_entry(
+        self, entry_id: str, fields: dict[str, str], redelivered: bool = False
+    ) -> None:
         task_id, steps = fields.get("t"), fields.get("s")
         if not task_id or not steps:
             log.error("malformed entry dead-lettered", agent=self.name, entry_id=entry_id)
@@ -216,6 +233,42 @@ class AgentConsumer:
             )
             await self.redis.xack(self.stream, self.group, entry_id)
             return
+        sids = steps.split(",")
+        runs: list[tuple[StepInput, Claim | None]]
+        if not redelivered and self.claim_after_s > 0 and (spec := _spec(fields, sids)):
+            budget_left = self._budget_left(int(spec["k"]))
+            runs = [
+                (
+                    StepInput(
+                        task_id=task_id,
+                        step_id=sid,
+                        agent=self.name,
+                        attempt=int(spec["s"][sid]["a"]),
+                        instruction=spec["s"][sid]["i"],
+                        user_input=spec["u"],
+                        inputs=spec["s"][sid]["in"],
+                        budget_tokens_left=budget_left,
+                    ),
+                    Claim(self, task_id, sid, entry_id),
+                )
+                for sid in sids
+            ]
+        else:
+            runs = [(step, None) for step in await self._claim_all(entry_id, task_id, sids)]
+        if len(runs) == 1 and len(sids) == 1:
+            # The entry's only step: its outcome's script call ACKs the entry too.
+            await self.run_step(runs[0][0], ack_entry=entry_id, claim=runs[0][1])
+            return
+        settled = all(
+            await asyncio.gather(*(self.run_step(step, claim=claim) for step, claim in runs))
+        )
+        if settled:
+            await self.recorder.ack(self.name, entry_id)
+        # else: a newer attempt took the entry over (we were presumed dead); its holder ACKs it,
+        # and if that holder dies, the entry must still be pending to be reclaimed.
+
+    async def _claim_all(self, entry_id: str, task_id: str, sids: list[str]) -> list[StepInput]:
+        """start.lua for the steps of an entry: those this delivery may run, claimed."""
         reply = await self.scripts.call(
             "start",
             self.keys.prefix,
@@ -223,82 +276,110 @@ class AgentConsumer:
             self.policy.max_attempts,
             self.settings.task_ttl_s,
             entry_id,
-            *steps.split(","),
+            *sids,
         )
-        settled = True
-        if reply:
-            user_input, budget_left = reply[0], self._budget_left(int(reply[1]))
-            runs = [
-                StepInput(
-                    task_id=task_id,
-                    step_id=reply[i],
-                    agent=self.name,
-                    attempt=int(reply[i + 1]),
-                    instruction=reply[i + 2],
-                    user_input=user_input,
-                    inputs=orjson.loads(reply[i + 3]),
-                    budget_tokens_left=budget_left,
-                )
-                for i in range(2, len(reply), 4)
-            ]
-            if len(runs) == 1 and "," not in steps:
-                # The entry's only step: its script ACKs the entry with the outcome.
-                await self.run_step(runs[0], ack_entry=entry_id)
-                return
-            settled = all(await asyncio.gather(*(self.run_step(step) for step in runs)))
-        if settled:
-            await self.redis.xack(self.stream, self.group, entry_id)
-        # else: a newer attempt took the entry over (we were presumed dead); its holder ACKs it,
-        # and if that holder dies, the entry must still be pending to be reclaimed.
+        if not reply:
+            return []
+        user_input, budget_left = reply[0], self._budget_left(int(reply[1]))
+        return [
+            StepInput(
+                task_id=task_id,
+                step_id=reply[i],
+                agent=self.name,
+                attempt=int(reply[i + 1]),
+                instruction=reply[i + 2],
+                user_input=user_input,
+                inputs=orjson.loads(reply[i + 3]),
+                budget_tokens_left=budget_left,
+            )
+            for i in range(2, len(reply), 4)
+        ]
+
+    async def _claim_unless_quick(
+        self,
+        step: StepInput,
+        run: asyncio.Future[StepOutput],
+        claim: Claim,
+        progress: ProgressBatcher,
+    ) -> tuple[StepInput | None, Claim | None]:
+        """Wait up to ``claim_after_ms`` for an unclaimed step. Returns (step, claim) if it
+        ended well in time with nothing to show meanwhile (its start is recorded with its
+        result), else claims it: (step at the claimed attempt, None), or (None, None) if this
+        delivery may not run it. Progress needs a claimed step: it follows step_started."""
+        await asyncio.wait({run}, timeout=self.claim_after_s)
+        quick = run.done() and not run.cancelled() and not run.exception()
+        if quick and not claim.requested and not progress.pending:
+            return step, claim
+        attempt = await claim.attempt()
+        if attempt is None:
+            return None, None
+        return step.model_copy(update={"attempt": attempt}), None
 
     def _budget_left(self, tokens_spent: int) -> int | None:
         limit = self.settings.task_max_tokens
         return max(0, limit - tokens_spent) if limit else None
 
-    async def run_step(self, step: StepInput, ack_entry: str = "") -> bool:
+    async def run_step(
+        self, step: StepInput, ack_entry: str = "", claim: Claim | None = None
+    ) -> bool:
         """Run one step and record its outcome; False if a newer attempt fenced us out.
-        With ``ack_entry`` the recording script also ACKs that entry (not when fenced out)."""
-        bound = log.bind(
-            task_id=step.task_id, step_id=step.step_id, agent=self.name, attempt=step.attempt
-        )
-        bound.info("step started", status="running")
+        With ``ack_entry`` the recording script also ACKs that entry (not when fenced out).
+        With ``claim`` the step is not claimed yet: it runs at once and is claimed only if it
+        outlives ``claim_after_ms``, streams progress or fails (see the module docstring)."""
         started = time.perf_counter()
-        progress = self._progress(step)
+        progress = self._progress(step, claim)
+        run = asyncio.ensure_future(self.agent.run(step, progress))
         try:
-            out = await self.agent.run(step, progress)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
+            if claim is not None:
+                claimed, claim = await self._claim_unless_quick(step, run, claim, progress)
+                if claimed is None:  # this delivery may not run it: nothing to record
+                    return True
+                step = claimed
+            bound = log.bind(
+                task_id=step.task_id, step_id=step.step_id, agent=self.name, attempt=step.attempt
+            )
+            if claim is None:
+                bound.info("step started", status="running")
+            try:
+                out = await run
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                await progress.close()
+                elapsed = time.perf_counter() - started
+                return await self._record_failure(step, exc, elapsed, ack_entry)
             await progress.close()
-            return await self._record_failure(step, exc, time.perf_counter() - started, ack_entry)
-        await progress.close()
+        finally:
+            if not run.done():
+                run.cancel()
         elapsed = time.perf_counter() - started
         self._count_usage(out)  # spent even if the result turns out to be fenced out
         m.STEP_SECONDS.labels(self.name).observe(elapsed)
-        result = await self.scripts.call(
-            "complete",
-            self.keys.prefix,
-            step.task_id,
-            step.step_id,
-            step.attempt,
-            orjson.dumps(out.data),
-            out.summary[:500],
-            output_text(out),
-            round(elapsed * 1000),
-            out.cost_units,
-            out.tokens_in,
-            out.tokens_out,
-            self.settings.task_ttl_s,
-            self.settings.task_max_tokens,
-            self.settings.task_max_cost_units,
-            ack_entry,
+        code = await self.recorder.record(
+            Outcome(
+                kind="c" if claim is None else "f",
+                agent=self.name,
+                task_id=step.task_id,
+                step_id=step.step_id,
+                fence=str(step.attempt) if claim is None else claim.entry_id,
+                result_json=orjson.dumps(out.data),
+                summary=out.summary[:500],
+                text=output_text(out),
+                run_ms=round(elapsed * 1000),
+                cost_units=out.cost_units,
+                tokens_in=out.tokens_in,
+                tokens_out=out.tokens_out,
+                ack_entry=ack_entry,
+            )
         )
-        if int(result) == 3:
+        if code == BUDGET_STOP:
             bound.warning("task stopped: its budget is spent", status="budget_exhausted")
-        if int(result) == 0:
+        if code == FENCED:
             m.FENCED.labels(self.name).inc()
             bound.warning("result fenced out: a newer attempt owns the step", status="fenced")
             return False
+        if code in (TASK_NOT_RUNNING, NOT_CARRIED):
+            return True  # what start.lua would have said before it ran: not this delivery's
         m.STEPS.labels(self.name, "completed").inc()
         bound.info("step completed", status="completed", run_ms=round(elapsed * 1000))
         return True
@@ -347,10 +428,15 @@ class AgentConsumer:
             return False
         return True
 
-    def _progress(self, step: StepInput) -> ProgressBatcher:
+    def _progress(self, step: StepInput, claim: Claim | None = None) -> ProgressBatcher:
         async def write(text: str) -> None:
+            attempt: int | None = step.attempt
+            if claim is not None:  # progress is shown only for a claimed (started) step
+                attempt = await claim.attempt()
+                if attempt is None:
+                    return
             await self.scripts.call(
-                "progress", self.keys.prefix, step.task_id, step.step_id, step.attempt, text
+                "progress", self.keys.prefix, step.task_id, step.step_id, attempt, text
             )
 
         return ProgressBatcher(write)
@@ -372,3 +458,39 @@ async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> bool:
     except TimeoutError:
         return False
     return True
+
+
+def _spec(fields: dict[str, str], sids: list[str]) -> dict[str, Any] | None:
+    """The entry's ``x`` field (what its steps need to run), if it covers every step."""
+    raw = fields.get("x")
+    if not raw:
+        return None
+    try:
+        spec: dict[str, Any] = orjson.loads(raw)
+        return spec if all(sid in spec["s"] for sid in sids) else None
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return None
+
+
+class Claim:
+    """The deferred start.lua call of one step run before it was claimed: made at most once,
+    by whoever needs it first (the claim timer, the first progress write, a failure)."""
+
+    def __init__(self, consumer: AgentConsumer, task_id: str, step_id: str, entry_id: str) -> None:
+        self._consumer = consumer
+        self.task_id = task_id
+        self.step_id = step_id
+        self.entry_id = entry_id
+        self.requested = False
+        self._call: asyncio.Future[int | None] | None = None
+
+    async def attempt(self) -> int | None:
+        """The attempt this delivery runs, or None if it may not run the step."""
+        self.requested = True
+        if self._call is None:
+            self._call = asyncio.ensure_future(self._start())
+        return await asyncio.shield(self._call)
+
+    async def _start(self) -> int | None:
+        claimed = await self._consumer._claim_all(self.entry_id, self.task_id, [self.step_id])
+        return claimed[0].attempt if claimed else None

@@ -31,6 +31,11 @@ class ProgressBatcher:
         self._timer: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()  # flushes go out one at a time, in order
 
+    @property
+    def pending(self) -> bool:
+        """Text is buffered, not yet written."""
+        return bool(self._parts)
+
     async def __call__(self, text: str) -> None:
         if not text:
             return

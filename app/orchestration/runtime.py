@@ -21,7 +21,9 @@ from app.config import Settings
 from app.keys import Keys
 from app.orchestration.consumer import AgentConsumer
 from app.orchestration.maintenance import Maintenance
+from app.orchestration.recorder import Recorder
 from app.orchestration.retry import RetryPolicy
+from app.orchestration.scripts import Scripts
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -47,8 +49,10 @@ class WorkerRuntime:
         self.settings = settings
         self.keys = Keys(settings.prefix)
         self.name = name or consumer_name()
+        # One recorder for all the agents hosted here: outcomes batch across agents too.
+        recorder = Recorder(Scripts(redis), self.keys.prefix, settings)
         self.consumers = [
-            AgentConsumer(redis, self.keys, agent, settings, self.name, policy)
+            AgentConsumer(redis, self.keys, agent, settings, self.name, policy, recorder)
             for agent in agents.values()
         ]
         self.maintenance = Maintenance(redis, self.keys, settings, list(agents))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
+import orjson
 import pytest
 
 from app.orchestration import telemetry
@@ -39,7 +40,17 @@ async def test_dag_runs_in_dependency_order_and_completes(harness: Harness) -> N
 async def test_ready_steps_for_one_agent_are_batched_in_one_entry(harness: Harness) -> None:
     task_id = await harness.store.submit("compare a and b", BENCH_PLAN)
     entries = await harness.redis.xrange(harness.keys.agent_stream("retriever"))
-    assert [f for _, f in entries] == [{"t": task_id, "s": "retrieve_1,retrieve_2"}]
+    ((_, fields),) = entries
+    assert (fields["t"], fields["s"]) == (task_id, "retrieve_1,retrieve_2")
+    # What the steps need to run travels with them (a worker may run them before claiming).
+    assert orjson.loads(fields["x"]) == {
+        "u": "compare a and b",
+        "k": 0,
+        "s": {
+            "retrieve_1": {"a": 1, "i": "a", "in": {}},
+            "retrieve_2": {"a": 1, "i": "b", "in": {}},
+        },
+    }
 
 
 async def test_independent_steps_run_in_parallel(harness: Harness) -> None:
@@ -66,6 +77,32 @@ async def test_same_entry_delivered_twice_records_one_result(harness: Harness) -
     assert sum(1 for e in events if e["type"] == "task_completed") == 1
 
 
+async def test_unclaimed_outcome_is_fenced_on_its_carrier_entry(harness: Harness) -> None:
+    """Kind 'f' (a step that ran before it was claimed) records start and result together,
+    only for the entry that carries a queued step, and never over a claimed attempt."""
+    task_id = await harness.store.submit("x", BENCH_PLAN)
+    scripts, p = harness.store.scripts, harness.keys.prefix
+    ttl = harness.settings.task_ttl_s
+    ((entry, _),) = await harness.redis.xrange(harness.keys.agent_stream("retriever"))
+
+    def unclaimed(sid: str, carrier: str, ack: str = "") -> list[object]:
+        return ["f", "retriever", task_id, sid, carrier, "{}", "s", "t", 3, 1, 0, 0, ack]
+
+    assert await scripts.call("complete", p, ttl, 0, 0, *unclaimed("retrieve_1", "1-1")) == [5]
+    await scripts.call("start", p, task_id, 3, ttl, entry, "retrieve_2")  # claimed: running
+    codes = await scripts.call(
+        "complete", p, ttl, 0, 0, *unclaimed("retrieve_1", entry), *unclaimed("retrieve_2", entry)
+    )
+    assert codes == [1, 0]
+    assert await scripts.call("complete", p, ttl, 0, 0, *unclaimed("retrieve_1", entry)) == [5]
+    events = [e for e in await harness.events(task_id) if e.get("step_id") == "retrieve_1"]
+    assert [e["type"] for e in events] == ["step_queued", "step_started", "step_completed"]
+    assert events[1]["attempt"] == events[2]["attempt"] == 1
+    fields = await harness.redis.hgetall(harness.keys.task(task_id))
+    assert fields["retrieve_1|state"] == "completed" and fields["retrieve_1|runs"] == "1"
+    assert fields["retrieve_2|state"] == "running"
+
+
 async def test_stale_attempt_cannot_overwrite_a_result(harness: Harness) -> None:
     task_id = await harness.store.submit("x", BENCH_PLAN)
     scripts, p = harness.store.scripts, harness.keys.prefix
@@ -76,10 +113,13 @@ async def test_stale_attempt_cannot_overwrite_a_result(harness: Harness) -> None
     # A second delivery of the running step takes attempt 2 and fences attempt 1 out.
     reply = await scripts.call("start", p, task_id, 3, ttl, entry, "retrieve_1")
     assert reply[2:4] == ["retrieve_1", 2]
-    args = ("{}", "s", "t", 1, 1, 0, 0, ttl)
-    assert await scripts.call("complete", p, task_id, "retrieve_1", 1, *args) == 0
-    assert await scripts.call("complete", p, task_id, "retrieve_1", 2, *args) == 1
-    assert await scripts.call("complete", p, task_id, "retrieve_1", 2, *args) == 0
+
+    def claimed(attempt: int) -> list[object]:
+        return ["c", "retriever", task_id, "retrieve_1", attempt, "{}", "s", "t", 1, 1, 0, 0, ""]
+
+    # One call records a batch in order: the stale attempt, the owner, then a duplicate.
+    codes = await scripts.call("complete", p, ttl, 0, 0, *claimed(1), *claimed(2), *claimed(2))
+    assert codes == [0, 1, 0]
     assert await scripts.call("fail", p, task_id, "retrieve_1", 2, "late", 0, 0, 3, ttl) == 0
     state = await harness.redis.hget(harness.keys.task(task_id), "retrieve_1|state")
     assert state == "completed"

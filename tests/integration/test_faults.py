@@ -67,11 +67,14 @@ def wait_running_steps(redis_url: str, keys: Keys, timeout: float = 20) -> None:
     raise TimeoutError("no step ever started")
 
 
+@pytest.mark.parametrize("claim_after_ms", [50, 10_000], ids=["claimed", "unclaimed"])
 def test_sigkill_worker_mid_step_loses_nothing_and_doubles_nothing(
-    api: Proc, settings: Settings, redis_url: str, tmp_path: Path
+    api: Proc, settings: Settings, redis_url: str, tmp_path: Path, claim_after_ms: int
 ) -> None:
+    """Killed inside steps it has claimed, or inside steps still in their unclaimed window
+    (run at once, to be started and completed by one call)."""
     keys = Keys(settings.prefix)
-    first = start_worker(settings, tmp_path, noop_delay_ms=400)
+    first = start_worker(settings, tmp_path, noop_delay_ms=400, claim_after_ms=claim_after_ms)
     task_ids = submit(api, 12)
     wait_running_steps(redis_url, keys)
     time.sleep(0.2)  # the first worker is now inside steps

@@ -60,35 +60,68 @@ end
 
 -- Queue a set of ready steps: one stream entry per agent (a batch), one event per step.
 -- Each step remembers the entry that carries it: only that entry may run it (start.lua), so a
--- stale or duplicated entry is recognised whatever attempt numbers say. ``known`` maps a step
--- to {agent, attempt} when the caller has them; the field writes go to ``w`` (caller flushes).
-local function enqueue(task_id, tk, sids, ts, w, known)
+-- stale or duplicated entry is recognised whatever attempt numbers say. The entry also carries
+-- what its steps need to run (field ``x``: the task's input and tokens spent, each step's
+-- attempt, instruction and dependencies' results), so a worker can run a short step at once
+-- and record its start and its result in one call (complete.lua, kind 'f'). ``spent`` is the
+-- task's token total when the caller has it; the field writes go to ``w`` (caller flushes).
+-- ``known`` (submit.lua, before the task hash exists) gives the input and the steps instead:
+-- {user_input = ..., steps = {{sid =, agent =, attempt =, instr =, deps = {}}, ...}}.
+local function enqueue(task_id, tk, sids, ts, w, spent, known)
   if #sids == 0 then return end
-  if known == nil then
-    known = {}
-    local names = {}
+  local user_input, steps, all_deps = nil, {}, {}
+  if known then
+    user_input, steps = known.user_input, known.steps
+  else
+    local names = {'user_input', 'tokens_in', 'tokens_out'}
     for _, sid in ipairs(sids) do
-      names[#names + 1] = sid .. '|agent'
-      names[#names + 1] = sid .. '|attempt'
+      for _, f in ipairs({'agent', 'attempt', 'instr', 'deps'}) do
+        names[#names + 1] = sid .. '|' .. f
+      end
     end
-    local values = redis.call('HMGET', tk, unpack(names))
-    for i, sid in ipairs(sids) do known[sid] = {values[2 * i - 1], values[2 * i]} end
+    local v = redis.call('HMGET', tk, unpack(names))
+    user_input = v[1]
+    if spent == nil then spent = (tonumber(v[2]) or 0) + (tonumber(v[3]) or 0) end
+    for i, sid in ipairs(sids) do
+      local b = 3 + 4 * (i - 1)
+      steps[i] = {sid = sid, agent = v[b + 1], attempt = v[b + 2], instr = v[b + 3],
+                  deps = split(v[b + 4], ',')}
+    end
+  end
+  for _, step in ipairs(steps) do
+    for _, dep in ipairs(step.deps) do all_deps[#all_deps + 1] = dep end
+  end
+  local results = {}
+  if #all_deps > 0 then
+    local r = redis.call('HMGET', k_results(task_id), unpack(all_deps))
+    for i, dep in ipairs(all_deps) do results[dep] = r[i] end
   end
   local by_agent, order = {}, {}
-  for _, sid in ipairs(sids) do
-    local agent = known[sid][1]
-    if by_agent[agent] == nil then by_agent[agent] = {}; order[#order + 1] = agent end
-    table.insert(by_agent[agent], sid)
+  for _, step in ipairs(steps) do
+    if by_agent[step.agent] == nil then by_agent[step.agent] = {}; order[#order + 1] = step.agent end
+    table.insert(by_agent[step.agent], step)
   end
+  local head = '{"u":' .. cjson.encode(user_input or '') .. ',"k":' .. (spent or 0) .. ',"s":{'
   for _, agent in ipairs(order) do
-    local batch = by_agent[agent]
-    local entry = redis.call('XADD', k_agent(agent), '*', 't', task_id, 's', table.concat(batch, ','))
-    for _, sid in ipairs(batch) do
-      put(w, sid .. '|state', 'queued')
-      put(w, sid .. '|queued_ms', ts)
-      put(w, sid .. '|entry', entry)
-      emit(task_id, {type = 'step_queued', step_id = sid, agent = agent,
-                     attempt = tonumber(known[sid][2])}, ts)
+    local batch, ids, specs = by_agent[agent], {}, {}
+    for j, step in ipairs(batch) do
+      ids[j] = step.sid
+      local inputs = {}
+      for _, dep in ipairs(step.deps) do
+        if results[dep] then inputs[#inputs + 1] = cjson.encode(dep) .. ':' .. results[dep] end
+      end
+      specs[j] = cjson.encode(step.sid) .. ':{"a":' .. step.attempt .. ',"i":'
+        .. cjson.encode(step.instr or '') .. ',"in":{' .. table.concat(inputs, ',') .. '}}'
+    end
+    local x = head .. table.concat(specs, ',') .. '}}'
+    local entry = redis.call('XADD', k_agent(agent), '*', 't', task_id, 's', table.concat(ids, ','),
+                             'x', x)
+    for _, step in ipairs(batch) do
+      put(w, step.sid .. '|state', 'queued')
+      put(w, step.sid .. '|queued_ms', ts)
+      put(w, step.sid .. '|entry', entry)
+      emit(task_id, {type = 'step_queued', step_id = step.sid, agent = agent,
+                     attempt = tonumber(step.attempt)}, ts)
     end
   end
 end

@@ -1,83 +1,150 @@
--- ARGV: prefix, task_id, sid, attempt, result_json, summary, text, run_ms, cost, tokens_in,
---       tokens_out, ttl_s, max_tokens, max_cost (the task's budget; 0 = none),
---       ack_entry (the agent-stream entry to XACK with the result, or '')
--- Records a step's result and queues the steps it made ready, atomically. Fenced: only the
--- current attempt of a running step may complete it, so a stale or duplicate attempt is a no-op.
--- A task whose totals pass its budget with work left is stopped cleanly: task_failed.
--- Returns 1 when recorded, 2 when it also completed the task, 0 when fenced out, 3 when it
--- stopped the task on its budget.
-local task_id, sid, attempt = ARGV[2], ARGV[3], ARGV[4]
-local tk = k_task(task_id)
-local f = redis.call('HMGET', tk, sid .. '|state', sid .. '|attempt', sid .. '|agent',
-                     sid .. '|sink', sid .. '|dependents', sid .. '|error', 'state', 'n_done',
-                     'n_steps', 'cost_units', 'tokens_in', 'tokens_out', 'created_ms', 'sinks')
-if f[1] ~= 'running' or f[2] ~= attempt then return 0 end
-local agent, sink, dependents, task_state = f[3], f[4] == '1', f[5], f[7]
--- An entry that carried only this step is acknowledged in the same atomic unit as its result:
--- one round trip less per step, and still never before the result is recorded.
-if ARGV[15] and ARGV[15] ~= '' then redis.call('XACK', k_agent(agent), agent, ARGV[15]) end
+-- ARGV: prefix, ttl_s, max_tokens, max_cost (the task's budget; 0 = none), then records of
+-- 13 values each, recorded in order:
+--   kind: 'c' (complete a claimed step: fenced on its attempt), 'f' (start and complete a
+--         step that ran before it was claimed: fenced on its carrier entry), 'a' (ACK only),
+--   agent (whose stream delivered it), task_id, sid, attempt ('c') or entry ('f'),
+--   result_json, summary, text, run_ms, cost, tokens_in, tokens_out,
+--   ack_entry: the agent-stream entry to XACK once the record is settled, or ''
+-- A worker sends every outcome that finished while its previous call was in flight in one call
+-- (group commit): the server pays one script call for the batch, not one per step.
+-- Each record: store the result and queue the steps it made ready, atomically. A task whose
+-- totals pass its budget with work left is stopped cleanly: task_failed.
+-- Returns one code per record: 0 fenced out (another attempt owns the step: no ACK), 1 recorded,
+-- 2 recorded and the task completed, 3 recorded and the task stopped on its budget,
+-- 4 the task is no longer running (nothing to run), 5 the entry no longer carries the step.
+local ttl, max_tokens, max_cost = tonumber(ARGV[2]), tonumber(ARGV[3]) or 0, tonumber(ARGV[4]) or 0
 local ts = now_ms()
-local run_ms, cost = tonumber(ARGV[8]), tonumber(ARGV[9])
-local tin, tout, ttl = tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
-local max_tokens, max_cost = tonumber(ARGV[13]) or 0, tonumber(ARGV[14]) or 0
-local done = tonumber(f[8]) + 1
-local total_cost = tonumber(f[10]) + cost
-local total_in, total_out = tonumber(f[11]) + tin, tonumber(f[12]) + tout
-redis.call('HSET', k_results(task_id), sid, ARGV[5])
-if f[6] then redis.call('HDEL', tk, sid .. '|error') end
-local w = {sid .. '|state', 'completed', sid .. '|finished_ms', ts, sid .. '|run_ms', run_ms,
-           sid .. '|cost', cost, sid .. '|tin', tin, sid .. '|tout', tout, 'n_done', done,
-           'cost_units', total_cost, 'tokens_in', total_in, 'tokens_out', total_out}
-if sink then put(w, sid .. '|text', ARGV[7]) end
-emit(task_id, {type = 'step_completed', step_id = sid, agent = agent, attempt = tonumber(attempt),
-               summary = ARGV[6], run_ms = run_ms, cost_units = cost}, ts)
-if task_state ~= 'running' then
-  flush(tk, w)
-  return 1
+local acks, ack_order = {}, {}
+
+local function ack_later(agent, entry)
+  if entry == nil or entry == '' then return end
+  if acks[agent] == nil then acks[agent] = {}; ack_order[#ack_order + 1] = agent end
+  table.insert(acks[agent], entry)
 end
-local over = nil
-if max_tokens > 0 and total_in + total_out >= max_tokens then
-  over = 'token budget exhausted: ' .. (total_in + total_out) .. ' of ' .. max_tokens .. ' tokens'
-elseif max_cost > 0 and total_cost >= max_cost then
-  over = 'cost budget exhausted: ' .. total_cost .. ' of ' .. max_cost .. ' cost units'
-end
-if over and done < tonumber(f[9]) then
-  put(w, 'error', over)
-  flush(tk, w)
-  close_task(task_id, tk, 'failed', ts, ttl, {type = 'task_failed', step_id = sid, error = over,
-             budget = true})
-  return 3
-end
-local deps = split(dependents, ',')
-if #deps > 0 then
+
+local FIELDS = {'state', 'attempt', 'agent', 'sink', 'dependents', 'error', 'entry', 'queued_ms',
+                'queue_wait_ms', 'runs'}
+local TASK_FIELDS = {'state', 'n_done', 'n_steps', 'cost_units', 'tokens_in', 'tokens_out',
+                     'created_ms', 'sinks'}
+
+local function record(kind, task_id, sid, fence, result, summary, text, run_ms, cost, tin, tout)
+  local tk = k_task(task_id)
   local names = {}
-  for i, dep in ipairs(deps) do names[i] = dep .. '|deps_left' end
-  local left = redis.call('HMGET', tk, unpack(names))
-  local ready = {}
-  for i, dep in ipairs(deps) do
-    local n = tonumber(left[i]) - 1
-    put(w, dep .. '|deps_left', n)
-    if n == 0 then ready[#ready + 1] = dep end
+  for i, f in ipairs(FIELDS) do names[i] = sid .. '|' .. f end
+  for _, f in ipairs(TASK_FIELDS) do names[#names + 1] = f end
+  local v = redis.call('HMGET', tk, unpack(names))
+  local s = {}
+  for i, f in ipairs(FIELDS) do s[f] = v[i] end
+  local t = {}
+  for i, f in ipairs(TASK_FIELDS) do t[f] = v[#FIELDS + i] end
+  local w = {}
+  local attempt
+  if kind == 'c' then
+    if s.state ~= 'running' or s.attempt ~= fence then return 0 end
+    attempt = tonumber(fence)
+  else
+    -- Unclaimed: this delivery of the carrier entry ran it without a start.lua call. It may
+    -- record only what start.lua would have let it run: a queued step of a running task.
+    if t.state ~= 'running' then return 4 end
+    if s.entry ~= fence then return 5 end
+    if s.state == 'running' then return 0 end
+    if s.state ~= 'queued' then return 5 end
+    attempt = tonumber(s.attempt)
+    local started = math.max(ts - run_ms, tonumber(s.queued_ms) or ts)
+    put(w, sid .. '|attempt', attempt)
+    put(w, sid .. '|started_ms', started)
+    put(w, sid .. '|queued_ms', started)
+    put(w, sid .. '|queue_wait_ms', (tonumber(s.queue_wait_ms) or 0)
+        + math.max(0, started - (tonumber(s.queued_ms) or started)))
+    put(w, sid .. '|runs', (tonumber(s.runs) or 0) + 1)
+    emit(task_id, {type = 'step_started', step_id = sid, agent = s.agent, attempt = attempt},
+         started)
   end
-  enqueue(task_id, tk, ready, ts, w)
-end
-if done < tonumber(f[9]) then
+  local agent, sink = s.agent, s.sink == '1'
+  local done = tonumber(t.n_done) + 1
+  local total_cost = tonumber(t.cost_units) + cost
+  local total_in, total_out = tonumber(t.tokens_in) + tin, tonumber(t.tokens_out) + tout
+  redis.call('HSET', k_results(task_id), sid, result)
+  if s.error then redis.call('HDEL', tk, sid .. '|error') end
+  put(w, sid .. '|state', 'completed')
+  put(w, sid .. '|finished_ms', ts)
+  put(w, sid .. '|run_ms', run_ms)
+  put(w, sid .. '|cost', cost)
+  put(w, sid .. '|tin', tin)
+  put(w, sid .. '|tout', tout)
+  put(w, 'n_done', done)
+  put(w, 'cost_units', total_cost)
+  put(w, 'tokens_in', total_in)
+  put(w, 'tokens_out', total_out)
+  if sink then put(w, sid .. '|text', text) end
+  emit(task_id, {type = 'step_completed', step_id = sid, agent = agent, attempt = attempt,
+                 summary = summary, run_ms = run_ms, cost_units = cost}, ts)
+  if t.state ~= 'running' then
+    flush(tk, w)
+    return 1
+  end
+  local over = nil
+  if max_tokens > 0 and total_in + total_out >= max_tokens then
+    over = 'token budget exhausted: ' .. (total_in + total_out) .. ' of ' .. max_tokens .. ' tokens'
+  elseif max_cost > 0 and total_cost >= max_cost then
+    over = 'cost budget exhausted: ' .. total_cost .. ' of ' .. max_cost .. ' cost units'
+  end
+  if over and done < tonumber(t.n_steps) then
+    put(w, 'error', over)
+    flush(tk, w)
+    close_task(task_id, tk, 'failed', ts, ttl, {type = 'task_failed', step_id = sid, error = over,
+               budget = true})
+    return 3
+  end
+  local deps = split(s.dependents, ',')
+  if #deps > 0 then
+    local left_names = {}
+    for i, dep in ipairs(deps) do left_names[i] = dep .. '|deps_left' end
+    local left = redis.call('HMGET', tk, unpack(left_names))
+    local ready = {}
+    for i, dep in ipairs(deps) do
+      local n = tonumber(left[i]) - 1
+      put(w, dep .. '|deps_left', n)
+      if n == 0 then ready[#ready + 1] = dep end
+    end
+    enqueue(task_id, tk, ready, ts, w, total_in + total_out)
+  end
+  if done < tonumber(t.n_steps) then
+    flush(tk, w)
+    return 1
+  end
+  -- The task is complete: its output is the text of its sink steps, in plan order.
+  local texts = {}
+  for _, other in ipairs(split(t.sinks, ',')) do
+    texts[#texts + 1] = (other == sid) and text or (sget(tk, other, 'text') or '')
+  end
+  local output = table.concat(texts, '\n\n')
+  local latency = ts - tonumber(t.created_ms)
+  put(w, 'state', 'completed')
+  put(w, 'finished_ms', ts)
+  put(w, 'latency_ms', latency)
+  put(w, 'output', output)
   flush(tk, w)
-  return 1
+  emit(task_id, {type = 'task_completed', latency_ms = latency, cost_units = total_cost,
+                 tokens_in = total_in, tokens_out = total_out, output = output}, ts)
+  expire_task(task_id, ttl)
+  return 2
 end
--- The task is complete: its output is the text of its sink steps, in plan order.
-local texts = {}
-for _, s in ipairs(split(f[14], ',')) do
-  texts[#texts + 1] = (s == sid) and ARGV[7] or (sget(tk, s, 'text') or '')
+
+local codes = {}
+for i = 5, #ARGV, 13 do
+  local kind, agent, ack = ARGV[i], ARGV[i + 1], ARGV[i + 12]
+  local code = 1
+  if kind ~= 'a' then
+    code = record(kind, ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6],
+                  ARGV[i + 7], tonumber(ARGV[i + 8]), tonumber(ARGV[i + 9]),
+                  tonumber(ARGV[i + 10]), tonumber(ARGV[i + 11]))
+  end
+  -- The ACK comes after the record, in the same atomic unit; never for a fenced-out one.
+  if code ~= 0 then ack_later(agent, ack) end
+  codes[#codes + 1] = code
 end
-local output = table.concat(texts, '\n\n')
-local latency = ts - tonumber(f[13])
-put(w, 'state', 'completed')
-put(w, 'finished_ms', ts)
-put(w, 'latency_ms', latency)
-put(w, 'output', output)
-flush(tk, w)
-emit(task_id, {type = 'task_completed', latency_ms = latency, cost_units = total_cost,
-               tokens_in = total_in, tokens_out = total_out, output = output}, ts)
-expire_task(task_id, ttl)
-return 2
+for _, agent in ipairs(ack_order) do
+  redis.call('XACK', k_agent(agent), agent, unpack(acks[agent]))
+end
+return codes

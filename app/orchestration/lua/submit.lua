@@ -5,7 +5,7 @@ local tk = k_task(task_id)
 if redis.call('EXISTS', tk) == 1 then return 0 end
 local plan = cjson.decode(plan_json)
 local ts = now_ms()
-local ids, dependents, roots, known, sinks = {}, {}, {}, {}, {}
+local ids, dependents, roots, known, sinks = {}, {}, {}, {user_input = user_input, steps = {}}, {}
 for _, step in ipairs(plan['steps']) do
   ids[#ids + 1] = step['id']
   dependents[step['id']] = {}
@@ -35,13 +35,14 @@ for _, step in ipairs(plan['steps']) do
   if #dependents[sid] == 0 then sinks[#sinks + 1] = sid end
   if ndeps == 0 then
     roots[#roots + 1] = sid
-    known[sid] = {step['agent'], 1}
+    known.steps[#known.steps + 1] = {sid = sid, agent = step['agent'], attempt = 1,
+                                     instr = step['instruction'], deps = {}}
   end
 end
 -- The sinks, in plan order: their text is the task's output (complete.lua).
 put(w, 'sinks', table.concat(sinks, ','))
 emit_raw(task_id, {type = 'plan_created', planner = planner}, ts, 'plan', plan_json)
-enqueue(task_id, tk, roots, ts, w, known)
+enqueue(task_id, tk, roots, ts, w, 0, known)
 flush(tk, w)
 redis.call('ZADD', P .. ':tasks', ts, task_id)
 return ts

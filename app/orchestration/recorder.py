@@ -1,0 +1,124 @@
+"""Group commit of step outcomes: one ``complete.lua`` call for everything that is ready.
+
+A worker at saturation finishes steps faster than it can make one round trip per step. Every
+outcome that arrives while a call is in flight waits for the next call, which records them all
+in order (and ACKs their entries) in one atomic script run: the batch grows with the load, and
+an idle worker still records a lone step at once. The server pays one script call per batch.
+
+A failed call fails every record of its batch; the script may have applied some of them, which
+is harmless: their entries are not ACKed (ACKs come last in the script), so they are delivered
+again and the fences turn the replay into a no-op.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from app.config import Settings
+from app.orchestration.scripts import Scripts
+
+#: Records per call: bounds the script's run time (other clients wait while it runs).
+MAX_BATCH = 128
+
+# Return codes of complete.lua, per record.
+FENCED = 0
+RECORDED = 1
+TASK_COMPLETED = 2
+BUDGET_STOP = 3
+TASK_NOT_RUNNING = 4
+NOT_CARRIED = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A step's result, as complete.lua takes it (``kind`` 'c' claimed, 'f' unclaimed)."""
+
+    kind: str
+    agent: str
+    task_id: str
+    step_id: str
+    fence: str  # the attempt ('c') or the carrier entry ('f')
+    result_json: bytes
+    summary: str
+    text: str
+    run_ms: int
+    cost_units: float
+    tokens_in: int
+    tokens_out: int
+    ack_entry: str = ""
+
+    def args(self) -> list[Any]:
+        return [
+            self.kind,
+            self.agent,
+            self.task_id,
+            self.step_id,
+            self.fence,
+            self.result_json,
+            self.summary,
+            self.text,
+            self.run_ms,
+            self.cost_units,
+            self.tokens_in,
+            self.tokens_out,
+            self.ack_entry,
+        ]
+
+
+class Recorder:
+    """Shared by the consumers of one worker process (bigger batches)."""
+
+    def __init__(self, scripts: Scripts, prefix: str, settings: Settings) -> None:
+        self._scripts = scripts
+        self._header = [
+            prefix,
+            settings.task_ttl_s,
+            settings.task_max_tokens,
+            settings.task_max_cost_units,
+        ]
+        self._queue: list[tuple[list[Any], asyncio.Future[int]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def record(self, outcome: Outcome) -> int:
+        """Record a step's outcome; returns complete.lua's code for it."""
+        return await self._submit(outcome.args())
+
+    async def ack(self, agent: str, entry_id: str) -> None:
+        """ACK an entry whose steps are all settled, with the next batch."""
+        await self._submit(["a", agent, "", "", "", "", "", "", 0, 0, 0, 0, entry_id])
+
+    async def _submit(self, args: list[Any]) -> int:
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._queue.append((args, future))
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        batch: list[tuple[list[Any], asyncio.Future[int]]] = []
+        try:
+            while self._queue:
+                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                args = list(self._header)
+                for record_args, _ in batch:
+                    args += record_args
+                try:
+                    codes = await self._scripts.call("complete", *args)
+                except Exception as exc:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for (_, future), code in zip(batch, codes, strict=True):
+                    if not future.done():
+                        future.set_result(int(code))
+        except BaseException:
+            # Cancelled (worker shutdown): nobody may wait forever on a record never sent.
+            for _, future in batch + self._queue:
+                future.cancel()
+            self._queue = []
+            raise
+        finally:
+            self._flusher = None
