@@ -6,8 +6,10 @@ Everything runs as it would in production (separate processes, real HTTP), with
 
 from __future__ import annotations
 
+import ctypes
 import os
 import resource
+import signal
 import socket
 import subprocess
 import sys
@@ -24,6 +26,14 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: SIGTERM it when the bench process dies, however it dies.
+    A worker left behind by a killed bench reconnects to whatever server takes the same port
+    next, joins its consumer groups and runs its steps with stale code."""
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def raise_fd_limit() -> int:
@@ -68,7 +78,13 @@ class Stack:
 
     def _spawn(self, args: list[str], name: str) -> subprocess.Popen[bytes]:
         log = (self.logdir / f"{name}.log").open("ab")
-        return subprocess.Popen(args, env=self.env(), stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            args,
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        )
 
     def start_api(self) -> None:
         port = free_port()

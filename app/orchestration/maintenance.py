@@ -103,7 +103,8 @@ class Maintenance:
             candidate = _next_id(group["last-delivered-id"])
             if int(group["pending"]) > 0:
                 oldest = await self.redis.xpending(stream, group["name"])
-                candidate = _min_id(candidate, oldest["min"])
+                if oldest["min"]:  # None if they were all ACKed since XINFO GROUPS
+                    candidate = _min_id(candidate, oldest["min"])
             keep_from = candidate if keep_from is None else _min_id(keep_from, candidate)
             if group["name"] == self.keys.agent_group(agent):
                 m.LAG.labels(agent).set(group.get("lag") or 0)

@@ -185,6 +185,37 @@ async def test_streams_are_trimmed_without_dropping_undelivered(
     await asyncio.sleep(0)
 
 
+async def test_trim_survives_pending_entries_acked_while_it_looks(
+    settings: Settings, redis_url: str
+) -> None:
+    """XINFO GROUPS counts a pending entry that is ACKed before XPENDING runs (a worker's
+    outcome landed in between): XPENDING then has no oldest id, and trimming goes on."""
+    from redis.asyncio import Redis
+
+    from app.orchestration.maintenance import Maintenance
+
+    redis = Redis.from_url(redis_url, decode_responses=True)
+    keys = Keys(settings.prefix)
+    stream = keys.agent_stream("writer")
+    try:
+        await redis.xgroup_create(stream, "writer", id="0", mkstream=True)
+        done = await redis.xadd(stream, {"t": "a", "s": "w"})
+        await redis.xreadgroup("writer", "w1", {stream: ">"}, count=1)
+        later = await redis.xadd(stream, {"t": "b", "s": "w"})
+        xpending = redis.xpending
+
+        async def acked_meanwhile(name: str, group: str) -> object:
+            await redis.xack(name, group, done)
+            return await xpending(name, group)
+
+        redis.xpending = acked_meanwhile  # type: ignore[method-assign]
+        await Maintenance(redis, keys, settings, ["writer"]).trim_stream("writer")
+        assert [i for i, _ in await redis.xrange(stream)] == [later]
+    finally:
+        await redis.delete(stream)
+        await redis.aclose()
+
+
 def test_two_workers_killed_in_a_row_still_lose_nothing(
     api: Proc, settings: Settings, redis_url: str, tmp_path: Path
 ) -> None:
