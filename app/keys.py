@@ -7,8 +7,8 @@ are checked against :func:`agent_stream` / :func:`agent_group`.
 Layout (``p`` is ``AGENTIC_PREFIX``)::
 
     p:agent:<name>          stream, consumer group <name>: batches of ready steps for an agent
-    p:task:<id>             hash: task fields and ``<step>|<field>`` step fields
-    p:task:<id>:results     hash: step id -> result JSON
+    p:task:<id>             hash: task fields and ``<step>|<field>`` step fields (the
+                            step's result JSON is ``<step>|result``)
     p:task:<id>:events      stream: the task's event log (the only source for SSE)
     p:delayed               sorted set: retries waiting for their backoff, score = due ms
     p:dlq                   stream: dead-lettered steps
@@ -36,14 +36,11 @@ class Keys:
     def task(self, task_id: str) -> str:
         return f"{self.prefix}:task:{task_id}"
 
-    def results(self, task_id: str) -> str:
-        return f"{self.prefix}:task:{task_id}:results"
-
     def events(self, task_id: str) -> str:
         return f"{self.prefix}:task:{task_id}:events"
 
-    def task_keys(self, task_id: str) -> tuple[str, str, str]:
-        return self.task(task_id), self.results(task_id), self.events(task_id)
+    def task_keys(self, task_id: str) -> tuple[str, str]:
+        return self.task(task_id), self.events(task_id)
 
     @property
     def delayed(self) -> str:

@@ -127,13 +127,11 @@ class TaskStore:
 
     async def get(self, task_id: str, *, with_results: bool = True) -> TaskPublic:
         fields = await self._load(task_id)
-        results: dict[str, str] = {}
-        if with_results:
-            results = cast(dict[str, str], await self.redis.hgetall(self.keys.results(task_id)))
         plan = Plan.model_validate_json(fields["plan"])
         plan.planner = fields.get("planner", "offline")
         steps = [
-            _step_public(fields, results, s.id, s.instruction, s.depends_on) for s in plan.steps
+            _step_public(fields, s.id, s.instruction, s.depends_on, with_results)
+            for s in plan.steps
         ]
         return TaskPublic(
             task_id=task_id,
@@ -170,12 +168,12 @@ class TaskStore:
 
 
 def _step_public(
-    fields: dict[str, str], results: dict[str, str], sid: str, instr: str, deps: list[str]
+    fields: dict[str, str], sid: str, instr: str, deps: list[str], with_result: bool
 ) -> StepPublic:
     def f(name: str) -> str | None:
         return fields.get(f"{sid}|{name}")
 
-    raw = results.get(sid)
+    raw = fields.get(f"{sid}|result") if with_result else None
     result: dict[str, Any] | None = orjson.loads(raw) if raw else None
     return StepPublic(
         id=sid,

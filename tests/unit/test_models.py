@@ -48,5 +48,5 @@ def test_step_ids_cannot_carry_the_separators_the_scripts_use() -> None:
 def test_keys_layout() -> None:
     k = Keys("p")
     assert k.agent_stream("writer") == "p:agent:writer" and k.agent_group("writer") == "writer"
-    assert k.task_keys("t1") == ("p:task:t1", "p:task:t1:results", "p:task:t1:events")
+    assert k.task_keys("t1") == ("p:task:t1", "p:task:t1:events")
     assert (k.delayed, k.dlq, k.tasks_index) == ("p:delayed", "p:dlq", "p:tasks")

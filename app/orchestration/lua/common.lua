@@ -3,7 +3,6 @@
 -- (a step completion touches the task and the next agent's stream atomically).
 local P = ARGV[1]
 local function k_task(t) return P .. ':task:' .. t end
-local function k_results(t) return P .. ':task:' .. t .. ':results' end
 local function k_events(t) return P .. ':task:' .. t .. ':events' end
 local function k_agent(a) return P .. ':agent:' .. a end
 local K_DELAYED = P .. ':delayed'
@@ -65,8 +64,9 @@ end
 -- attempt, instruction and dependencies' results), so a worker can run a short step at once
 -- and record its start and its result in one call (complete.lua, kind 'f'). ``spent`` is the
 -- task's token total when the caller has it; the field writes go to ``w`` (caller flushes).
--- ``known`` (submit.lua, before the task hash exists) gives the input and the steps instead:
--- {user_input = ..., steps = {{sid =, agent =, attempt =, instr =, deps = {}}, ...}}.
+-- ``known`` gives the input and the steps when the caller has read them (or the task hash does
+-- not exist yet: submit.lua): {user_input = ..., steps = {{sid =, agent =, attempt =, instr =,
+-- deps = {}}, ...}, results = {[sid] = result JSON not written yet}}.
 local function enqueue(task_id, tk, sids, ts, w, spent, known)
   if #sids == 0 then return end
   local user_input, steps, all_deps = nil, {}, {}
@@ -88,12 +88,16 @@ local function enqueue(task_id, tk, sids, ts, w, spent, known)
                   deps = split(v[b + 4], ',')}
     end
   end
+  local results = (known and known.results) or {}
   for _, step in ipairs(steps) do
-    for _, dep in ipairs(step.deps) do all_deps[#all_deps + 1] = dep end
+    for _, dep in ipairs(step.deps) do
+      if results[dep] == nil then all_deps[#all_deps + 1] = dep end
+    end
   end
-  local results = {}
   if #all_deps > 0 then
-    local r = redis.call('HMGET', k_results(task_id), unpack(all_deps))
+    local names = {}
+    for i, dep in ipairs(all_deps) do names[i] = dep .. '|result' end
+    local r = redis.call('HMGET', tk, unpack(names))
     for i, dep in ipairs(all_deps) do results[dep] = r[i] end
   end
   local by_agent, order = {}, {}
@@ -128,7 +132,6 @@ end
 
 local function expire_task(task_id, ttl)
   redis.call('EXPIRE', k_task(task_id), ttl)
-  redis.call('EXPIRE', k_results(task_id), ttl)
   redis.call('EXPIRE', k_events(task_id), ttl)
 end
 

@@ -64,7 +64,7 @@ local function record(kind, task_id, sid, fence, result, summary, text, run_ms, 
   local done = tonumber(t.n_done) + 1
   local total_cost = tonumber(t.cost_units) + cost
   local total_in, total_out = tonumber(t.tokens_in) + tin, tonumber(t.tokens_out) + tout
-  redis.call('HSET', k_results(task_id), sid, result)
+  put(w, sid .. '|result', result)
   if s.error then redis.call('HDEL', tk, sid .. '|error') end
   put(w, sid .. '|state', 'completed')
   put(w, sid .. '|finished_ms', ts)
@@ -98,16 +98,27 @@ local function record(kind, task_id, sid, fence, result, summary, text, run_ms, 
   end
   local deps = split(s.dependents, ',')
   if #deps > 0 then
-    local left_names = {}
-    for i, dep in ipairs(deps) do left_names[i] = dep .. '|deps_left' end
-    local left = redis.call('HMGET', tk, unpack(left_names))
+    -- One read for the dependents' counters and what a ready one needs to be queued.
+    local names = {'user_input'}
+    for _, dep in ipairs(deps) do
+      for _, f in ipairs({'deps_left', 'agent', 'attempt', 'instr', 'deps'}) do
+        names[#names + 1] = dep .. '|' .. f
+      end
+    end
+    local d = redis.call('HMGET', tk, unpack(names))
+    local known = {user_input = d[1], steps = {}, results = {[sid] = result}}
     local ready = {}
     for i, dep in ipairs(deps) do
-      local n = tonumber(left[i]) - 1
+      local b = 1 + 5 * (i - 1)
+      local n = tonumber(d[b + 1]) - 1
       put(w, dep .. '|deps_left', n)
-      if n == 0 then ready[#ready + 1] = dep end
+      if n == 0 then
+        ready[#ready + 1] = dep
+        known.steps[#known.steps + 1] = {sid = dep, agent = d[b + 2], attempt = d[b + 3],
+                                         instr = d[b + 4], deps = split(d[b + 5], ',')}
+      end
     end
-    enqueue(task_id, tk, ready, ts, w, total_in + total_out)
+    enqueue(task_id, tk, ready, ts, w, total_in + total_out, known)
   end
   if done < tonumber(t.n_steps) then
     flush(tk, w)

@@ -22,7 +22,6 @@ local ts = now_ms()
 redis.call('HSET', tk, 'state', 'running')
 redis.call('HDEL', tk, 'finished_ms', 'latency_ms', 'error')
 redis.call('PERSIST', tk)
-redis.call('PERSIST', k_results(task_id))
 redis.call('PERSIST', k_events(task_id))
 local ready = {}
 for _, s in ipairs(split(redis.call('HGET', tk, 'steps'), ',')) do

@@ -57,7 +57,9 @@ for i = 6, #ARGV do
     local deps = split(s.deps, ',')
     local parts = {}
     if #deps > 0 then
-      local results = redis.call('HMGET', k_results(task_id), unpack(deps))
+      local names = {}
+      for j, dep in ipairs(deps) do names[j] = dep .. '|result' end
+      local results = redis.call('HMGET', tk, unpack(names))
       for j, dep in ipairs(deps) do
         if results[j] then parts[#parts + 1] = cjson.encode(dep) .. ':' .. results[j] end
       end
