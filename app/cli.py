@@ -142,7 +142,8 @@ def loadtest(
 @cli.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def bench(ctx: typer.Context) -> None:
     """Orchestration benchmark through the HTTP API (python -m app.bench --help for options:
-    --quick, --json, --compare celery, --tasks, --concurrency, --streams, --durable)."""
+    --quick, --json, --compare celery, --plot DIR, --inflight 1,4,16, --tasks, --concurrency,
+    --streams, --durable)."""
     from app.bench.__main__ import main as bench_main
 
     raise typer.Exit(bench_main(list(ctx.args)))

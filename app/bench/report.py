@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import orjson
 from rich.console import Console
 from rich.table import Table
 
@@ -46,9 +47,11 @@ def print_report(figures: dict[str, dict[str, Any]], console: Console | None = N
             row.append(_ratio(ours[key], theirs, better))
         table.add_row(*row)
     console.print(table)
+    _print_inflight(console, ours.get("inflight", []))
     _print_scale(console, ours.get("scale_out", []))
     _print_fanout(console, ours.get("fanout"))
     failures = ours.get("failures", []) + ours.get("idle_failures", [])
+    failures += [f for point in ours.get("inflight", []) for f in point["failures"]]
     done = f"{ours.get('completed')}/{ours.get('tasks')}"
     console.print(f"completed {done} tasks; failures: {failures or 'none'}")
 
@@ -58,6 +61,45 @@ def _ratio(ours: Any, theirs: Any, better: str) -> str:
         return "-"
     ratio = ours / theirs
     return f"{ratio:.2f}x ({'better' if (ratio > 1) == (better == 'higher') else 'worse'})"
+
+
+def to_json(figures: dict[str, dict[str, Any]]) -> str:
+    """Indented JSON, except that each list of ``samples`` stays on one line (thousands of
+    numbers, one a line, would bury the figures)."""
+    placeholders: dict[str, str] = {}
+    shown: dict[str, dict[str, Any]] = {}
+    for system, figs in figures.items():
+        samples = figs.get("samples")
+        if not isinstance(samples, dict):
+            shown[system] = figs
+            continue
+        compact = {}
+        for name, values in samples.items():
+            mark = f"@samples/{system}/{name}@"
+            placeholders[orjson.dumps(mark).decode()] = orjson.dumps(values).decode()
+            compact[name] = mark
+        shown[system] = {**figs, "samples": compact}
+    text = orjson.dumps(shown, option=orjson.OPT_INDENT_2).decode()
+    for mark, values in placeholders.items():
+        text = text.replace(mark, values, 1)
+    return text
+
+
+def _print_inflight(console: Console, curve: list[dict[str, Any]]) -> None:
+    if not curve:
+        return
+    table = Table(title="saturated throughput by tasks in flight (one worker)")
+    for col in ("in flight", "tasks", "steps/s", "latency p50 (ms)", "latency p99 (ms)"):
+        table.add_column(col, justify="right")
+    for point in curve:
+        table.add_row(
+            str(point["in_flight"]),
+            f"{point['completed']}/{point['tasks']}",
+            _fmt(point["steps_per_s"]),
+            _fmt(point["latency_p50_ms"]),
+            _fmt(point["latency_p99_ms"]),
+        )
+    console.print(table)
 
 
 def _print_scale(console: Console, curve: list[dict[str, Any]]) -> None:

@@ -1,4 +1,10 @@
-"""Scenarios of ``agentic bench`` and the report they print."""
+"""Scenarios of ``agentic bench`` and the report they print.
+
+Each system's figures are a flat dict of numbers (the table ``print_report`` prints), plus
+``scale_out`` and ``inflight`` (lists of points), ``fanout``, and ``samples``: the raw
+end-to-end latencies in ms of the idle run (``idle_latency_ms``) and of the saturated run
+(``saturated_latency_ms``), which the latency CDF of ``app.bench.plots`` is drawn from.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ from app.bench import client, probe
 from app.bench.stack import Stack, raise_fd_limit, rss_kib
 
 STEPS_PER_TASK = 4
+SAMPLE_DECIMALS = 3  # latency samples are kept in ms to the µs
 
 
 @dataclass
@@ -25,6 +32,8 @@ class Options:
     concurrency: int = 64
     idle_tasks: int = 200
     workers: tuple[int, ...] = (1, 2, 4)
+    inflight: tuple[int, ...] = (1, 4, 16, 64, 128)
+    inflight_tasks: int = 0  # tasks per in-flight point C; 0: max(100, min(tasks // 4, 32 C))
     streams: int = 5000
     compare_celery: bool = False
     durable: bool = False
@@ -37,7 +46,19 @@ class Results:
 
 
 def quick() -> Options:
-    return Options(tasks=200, concurrency=32, idle_tasks=30, workers=(1, 2), streams=200)
+    return Options(
+        tasks=200,
+        concurrency=32,
+        idle_tasks=30,
+        workers=(1, 2),
+        inflight=(1, 8),
+        inflight_tasks=30,
+        streams=200,
+    )
+
+
+def ms(latencies_s: list[float]) -> list[float]:
+    return [round(x * 1000, SAMPLE_DECIMALS) for x in latencies_s]
 
 
 @contextlib.contextmanager
@@ -56,11 +77,20 @@ def valkey(url: str | None, durable: bool) -> Iterator[str]:
         server.stop()
 
 
-def saturated(stack: Stack, opts: Options, tasks: int | None = None) -> dict[str, Any]:
+def saturated(
+    stack: Stack,
+    opts: Options,
+    tasks: int | None = None,
+    concurrency: int | None = None,
+    warmup: int = 50,
+) -> dict[str, Any]:
+    """N tasks with C in flight (after a short warm-up at the same C). The latencies of the
+    burst are returned under ``samples`` (ms)."""
     n = tasks or opts.tasks
-    asyncio.run(client.burst(stack.api_url, min(n, 50), opts.concurrency))  # warm up
+    c = concurrency or opts.concurrency
+    asyncio.run(client.burst(stack.api_url, min(n, warmup), c))  # warm up
     before = probe.snapshot(stack.redis_url)
-    out, wall = asyncio.run(client.burst(stack.api_url, n, opts.concurrency))
+    out, wall = asyncio.run(client.burst(stack.api_url, n, c))
     after = probe.snapshot(stack.redis_url)
     steps = STEPS_PER_TASK * len(out.latencies_s)
     cmds, cpu_us = probe.per_step(before, after, steps)
@@ -75,6 +105,7 @@ def saturated(stack: Stack, opts: Options, tasks: int | None = None) -> dict[str
         "redis_commands_per_step": cmds,
         "redis_cpu_us_per_step": cpu_us,
         "redis_ceiling_steps_per_s": 1e6 / cpu_us if cpu_us > 0 else float("nan"),
+        "samples": {"saturated_latency_ms": ms(out.latencies_s)},
     }
 
 
@@ -84,7 +115,34 @@ def idle(stack: Stack, opts: Options) -> dict[str, Any]:
         "idle_p50_ms": client.percentile(out.latencies_s, 0.5) * 1000,
         "idle_p99_ms": client.percentile(out.latencies_s, 0.99) * 1000,
         "idle_failures": out.failures[:5],
+        "samples": {"idle_latency_ms": ms(out.latencies_s)},
     }
+
+
+def inflight_sweep(stack: Stack, opts: Options) -> list[dict[str, Any]]:
+    """Saturated throughput at each in-flight count of ``opts.inflight`` (the current workers).
+
+    A point at C in flight runs ``opts.inflight_tasks`` tasks, else max(100, min(tasks / 4,
+    32 C)): few in flight need few tasks for a steady rate (and one at a time is slow), many
+    need some per slot. The stack is warm by then: one task per slot opens the connections.
+    """
+    curve = []
+    for c in opts.inflight:
+        n = opts.inflight_tasks or max(100, min(opts.tasks // 4, 32 * c))
+        figures = saturated(stack, opts, tasks=n, concurrency=c, warmup=c)
+        curve.append(
+            {
+                "in_flight": c,
+                "tasks": n,
+                "completed": figures["completed"],
+                "steps_per_s": figures["steps_per_s"],
+                "latency_p50_ms": figures["latency_p50_ms"],
+                "latency_p99_ms": figures["latency_p99_ms"],
+                "redis_cpu_us_per_step": figures["redis_cpu_us_per_step"],
+                "failures": figures["failures"],
+            }
+        )
+    return curve
 
 
 def scale_out(stack: Stack, opts: Options) -> list[dict[str, Any]]:
@@ -161,7 +219,9 @@ def run_ours(opts: Options, redis_url: str | None) -> Results:
             stack.start_api()
             stack.scale_workers(1)
             figures = saturated(stack, opts)
-            figures.update(idle(stack, opts))
+            quiet = idle(stack, opts)
+            figures.update(quiet, samples=figures["samples"] | quiet["samples"])
+            figures["inflight"] = inflight_sweep(stack, opts)
             figures["scale_out"] = scale_out(stack, opts)
             figures["fanout"] = fanout(stack, opts)
         finally:
@@ -201,9 +261,16 @@ def run_celery(opts: Options, redis_url: str | None) -> Results:
             "redis_cpu_us_per_step": cpu_us,
             "idle_p50_ms": client.percentile(idle_lat, 0.5) * 1000,
             "idle_p99_ms": client.percentile(idle_lat, 0.99) * 1000,
+            "samples": {"saturated_latency_ms": ms(latencies), "idle_latency_ms": ms(idle_lat)},
         },
     )
 
 
 def as_dict(results: list[Results]) -> dict[str, Any]:
-    return {r.system: asdict(r)["figures"] for r in results}
+    """Figures by system, each with its ``samples`` last (so a JSON dump reads top-down)."""
+    out = {}
+    for r in results:
+        figures = asdict(r)["figures"]
+        samples = figures.pop("samples", None)
+        out[r.system] = figures if samples is None else {**figures, "samples": samples}
+    return out

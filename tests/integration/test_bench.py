@@ -1,10 +1,12 @@
-"""`agentic bench --quick` runs end to end and reports every figure (no timing assertions:
-these machines are shared and noisy; the numbers are for people, not for pass/fail)."""
+"""`agentic bench --quick` runs end to end, reports every figure and draws its plots (no timing
+assertions: these machines are shared and noisy; the numbers are for people, not for
+pass/fail)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import orjson
 import pytest
@@ -14,7 +16,7 @@ from tests.integration.procs import ROOT
 pytestmark = pytest.mark.integration
 
 
-def test_bench_quick_reports_every_figure(redis_url: str) -> None:
+def test_bench_quick_reports_every_figure(redis_url: str, tmp_path: Path) -> None:
     done = subprocess.run(
         [
             sys.executable,
@@ -27,6 +29,8 @@ def test_bench_quick_reports_every_figure(redis_url: str) -> None:
             "60",
             "--streams",
             "60",
+            "--plot",
+            str(tmp_path),
         ],
         capture_output=True,
         text=True,
@@ -49,8 +53,23 @@ def test_bench_quick_reports_every_figure(redis_url: str) -> None:
         "redis_ceiling_steps_per_s",
     ]:
         assert ours[key] > 0, key
+    assert len(ours["samples"]["saturated_latency_ms"]) == 60
+    assert len(ours["samples"]["idle_latency_ms"]) == 30
+    assert all(ms > 0 for series in ours["samples"].values() for ms in series)
+    assert [p["in_flight"] for p in ours["inflight"]] == [1, 8]
+    for point in ours["inflight"]:
+        assert point["completed"] == point["tasks"] > 0 and not point["failures"], point
+        assert point["steps_per_s"] > 0 and point["latency_p99_ms"] > 0, point
     assert [p["workers"] for p in ours["scale_out"]] == [1, 2]
     assert all(p["steps_per_s"] > 0 and not p["failures"] for p in ours["scale_out"])
     fan = ours["fanout"]
     assert fan["opened"] == fan["streams"] == 60 and fan["stream_errors"] == 0
     assert fan["delivery_p99_ms"] >= 0 and fan["api_rss_kib_per_stream"] != 0
+    plots = sorted(tmp_path.glob("*.png"))
+    assert [p.name for p in plots] == [
+        "latency_cdf.png",
+        "throughput_vs_inflight.png",
+        "throughput_vs_workers.png",
+    ]
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in plots)
+    assert all(f"plot: {p}" in done.stderr for p in plots)
