@@ -104,6 +104,7 @@ class EventHub:
         self._wake = asyncio.Event()
         self._reader_id: int | None = None
         self._task: asyncio.Task[None] | None = None
+        self._waker: asyncio.Task[None] | None = None
         self._stream_to_task: dict[str, str] = {}
         self._ending = False
 
@@ -124,6 +125,8 @@ class EventHub:
                 sub.end()
 
     async def close(self) -> None:
+        if self._waker:
+            self._waker.cancel()
         if self._task:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -151,7 +154,7 @@ class EventHub:
         if self._ending:  # drain began while this request was on its way in
             sub.end()
         elif new_task:
-            await self._wake_reader(task_id)
+            self._wake_reader()
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
@@ -171,13 +174,22 @@ class EventHub:
             sub.offer(event)
         sub.held = held
 
-    async def _wake_reader(self, task_id: str) -> None:
+    def _wake_reader(self) -> None:
+        """Get the reader to include the new streams, in the background: the caller has its
+        catch-up already, and the reader reads each new stream from its cursor once it does."""
         self._wake.set()
-        for _ in range(200):
-            if self.keys.events(task_id) in self._covered or self._task is None:
+        if self._waker is None or self._waker.done():
+            self._waker = asyncio.create_task(self._unblock_until_covered(), name="sse-hub-wake")
+
+    async def _unblock_until_covered(self) -> None:
+        """CLIENT UNBLOCK until the reader's XREAD covers every watched stream (an unblock
+        that lands before the XREAD it was meant for is lost, so it is repeated)."""
+        for _ in range(500):
+            if self._task is None or self._stream_to_task.keys() <= self._covered:
                 return
             if self._reader_id is not None:
-                await self.redis.client_unblock(self._reader_id)
+                with contextlib.suppress(Exception):
+                    await self.redis.client_unblock(self._reader_id)
             await asyncio.sleep(0.002)
 
     async def _run(self) -> None:
