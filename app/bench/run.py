@@ -193,7 +193,9 @@ async def _fanout(stack: Stack, streams: int) -> dict[str, Any]:
             await asyncio.sleep(0.2)  # the condition lives in another process
         loaded = rss_kib(stack.api.pid)
         delays.clear()  # only events delivered live, after every stream is open
-        stack.scale_workers(1)  # the tasks start now
+        # The tasks start now. In a thread: scale_workers sleeps, and a frozen event loop here
+        # would hold back every event that arrives meanwhile and count it as delivery delay.
+        await asyncio.to_thread(stack.scale_workers, 1)
         results = await asyncio.gather(*followers, return_exceptions=True)
     errors = [r for r in results if isinstance(r, BaseException)]
     return {
