@@ -13,6 +13,7 @@ from app import __version__
 from app.agents import build_planner
 from app.api.drain import DrainState
 from app.api.errors import install_error_handlers
+from app.api.fast_stream import AgenticAPI
 from app.api.hub import EventHub
 from app.api.limits import BodyLimitMiddleware
 from app.api.ops import router as ops_router
@@ -53,7 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await reader.aclose()
             await redis.aclose()
 
-    app = FastAPI(
+    app = AgenticAPI(
         title="agentic",
         version=__version__,
         summary="A planner and specialised agents on Redis Streams, with live progress over SSE.",

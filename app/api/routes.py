@@ -9,12 +9,15 @@ from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import JSONResponse
 
 from app.api.deps import DrainDep, HubDep, PlannerDep, SettingsDep, StoreDep
+from app.api.drain import DrainState
 from app.api.errors import error_response
-from app.api.hub import read_log
+from app.api.hub import EventHub, read_log
 from app.api.sse import hint, replay_body, valid_event_id
 from app.api.stream_response import LiveStream, event_stream_response
+from app.config import Settings
 from app.errors import PlanError
 from app.models import ErrorResponse, TaskAccepted, TaskCreate, TaskMetrics, TaskPublic, TaskState
+from app.orchestration.store import TaskStore
 
 router = APIRouter()
 
@@ -82,10 +85,23 @@ async def stream(
         str | None, Query(description="Same as Last-Event-ID, for clients without headers")
     ] = None,
 ) -> Response:
+    return await open_stream(store, hub, drain, settings, task_id, last_event_id or after)
+
+
+async def open_stream(
+    store: TaskStore,
+    hub: EventHub,
+    drain: DrainState,
+    settings: Settings,
+    task_id: str,
+    last_event_id: str | None,
+) -> Response:
+    """The answer to GET /stream/{task_id}; served by ``app.api.fast_stream`` (this route
+    documents it in the OpenAPI schema and serves it when the app is mounted elsewhere)."""
     retry_ms = settings.sse_retry_ms
     if drain.draining:  # 200 with a retry hint: EventSource gives up for good after a non-200
         return event_stream_response(hint(retry_ms, "draining, reconnect"))
-    start = (last_event_id or after or "0-0").strip()
+    start = (last_event_id or "0-0").strip()
     if not valid_event_id(start):
         return error_response(400, "Last-Event-ID must be an event id such as 1700000000000-0")
     state = await store.state(task_id)  # 404 for an unknown task

@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import asyncio
+
+import pytest
+
 from app.api.hub import Subscription, parse_id
 from app.api.sse import frame, hint, valid_event_id
 
@@ -45,3 +49,20 @@ async def test_held_events_wait_behind_the_catch_up() -> None:
     sub = Subscription("t", "0-0", held=[])
     sub.offer(("9-0", "x", "{}"))
     assert sub.queue.empty() and sub.held == [("9-0", "x", "{}")]
+
+
+async def test_inbox_wakes_its_reader_and_survives_a_timed_out_wait() -> None:
+    from app.api.hub import Inbox
+
+    inbox = Inbox()
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.01):
+            await inbox.get()
+    reader = asyncio.ensure_future(inbox.get())
+    await asyncio.sleep(0)
+    inbox.put_nowait(("1-0", "x", "{}"))
+    inbox.put_nowait(None)
+    assert await reader == ("1-0", "x", "{}")
+    assert inbox.qsize() == 1 and inbox.get_nowait() is None and inbox.empty()
+    with pytest.raises(IndexError):
+        inbox.get_nowait()
