@@ -42,7 +42,7 @@ class StepOutput(BaseModel):
     #: Short human-readable summary for events and logs (a line, not the whole result).
     summary: str = ""
     #: Cost in cost units (see docs/system_design.md, "Cost model").
-    cost_units: float = 0.0
+    cost_units: float = Field(default=0.0, ge=0, allow_inf_nan=False)
     tokens_in: int = 0
     tokens_out: int = 0
     #: The LLM model that ran the step (None for non-LLM agents); a metrics label.

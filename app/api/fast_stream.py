@@ -38,11 +38,12 @@ def is_stream_request(scope: Scope) -> bool:
 
 
 def _last_event_id(scope: Scope) -> str | None:
+    """As the route reads it: a non-empty ``Last-Event-ID`` header, else the last ``?after=``."""
     for name, value in scope["headers"]:
-        if name == b"last-event-id":
+        if name == b"last-event-id" and value:
             return str(value.decode("latin-1"))
     after = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("after")
-    return after[0] if after else None
+    return after[-1] if after else None
 
 
 async def serve_stream(app: FastAPI, scope: Scope, receive: Receive, send: Send) -> None:

@@ -235,24 +235,11 @@ class AgentConsumer:
             return
         sids = steps.split(",")
         runs: list[tuple[StepInput, Claim | None]]
-        if not redelivered and self.claim_after_s > 0 and (spec := _spec(fields, sids)):
-            budget_left = self._budget_left(int(spec["k"]))
-            runs = [
-                (
-                    StepInput(
-                        task_id=task_id,
-                        step_id=sid,
-                        agent=self.name,
-                        attempt=int(spec["s"][sid]["a"]),
-                        instruction=spec["s"][sid]["i"],
-                        user_input=spec["u"],
-                        inputs=spec["s"][sid]["in"],
-                        budget_tokens_left=budget_left,
-                    ),
-                    Claim(self, task_id, sid, entry_id),
-                )
-                for sid in sids
-            ]
+        unclaimed = None
+        if not redelivered and self.claim_after_s > 0:
+            unclaimed = self._inputs_from_entry(task_id, sids, fields.get("x"))
+        if unclaimed is not None:
+            runs = [(step, Claim(self, task_id, step.step_id, entry_id)) for step in unclaimed]
         else:
             runs = [(step, None) for step in await self._claim_all(entry_id, task_id, sids)]
         if len(runs) == 1 and len(sids) == 1:
@@ -301,19 +288,51 @@ class AgentConsumer:
         run: asyncio.Future[StepOutput],
         claim: Claim,
         progress: ProgressBatcher,
+        ack_entry: str,
     ) -> tuple[StepInput | None, Claim | None]:
         """Wait up to ``claim_after_ms`` for an unclaimed step. Returns (step, claim) if it
         ended well in time with nothing to show meanwhile (its start is recorded with its
         result), else claims it: (step at the claimed attempt, None), or (None, None) if this
-        delivery may not run it. Progress needs a claimed step: it follows step_started."""
+        delivery may not run it (then ``ack_entry``, if given, is ACKed: as on the claim-first
+        path, an entry none of whose steps may run is settled). Progress needs a claimed
+        step: it follows step_started."""
         await asyncio.wait({run}, timeout=self.claim_after_s)
         quick = run.done() and not run.cancelled() and not run.exception()
         if quick and not claim.requested and not progress.pending:
             return step, claim
         attempt = await claim.attempt()
         if attempt is None:
+            if ack_entry:
+                await self.recorder.ack(self.name, ack_entry)
             return None, None
         return step.model_copy(update={"attempt": attempt}), None
+
+    def _inputs_from_entry(
+        self, task_id: str, sids: list[str], raw: str | None
+    ) -> list[StepInput] | None:
+        """The steps' inputs from the entry's ``x`` field, or None if it is missing or does not
+        cover them all (the entry then takes the claim-first path)."""
+        if not raw:
+            return None
+        try:
+            spec = orjson.loads(raw)
+            budget_left = self._budget_left(int(spec["k"]))
+            return [
+                StepInput(
+                    task_id=task_id,
+                    step_id=sid,
+                    agent=self.name,
+                    attempt=int(spec["s"][sid]["a"]),
+                    instruction=spec["s"][sid]["i"],
+                    user_input=spec["u"],
+                    inputs=spec["s"][sid]["in"],
+                    budget_tokens_left=budget_left,
+                )
+                for sid in sids
+            ]
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            log.warning("entry's step inputs unreadable, claiming first", agent=self.name)
+            return None
 
     def _budget_left(self, tokens_spent: int) -> int | None:
         limit = self.settings.task_max_tokens
@@ -331,7 +350,9 @@ class AgentConsumer:
         run = asyncio.ensure_future(self.agent.run(step, progress))
         try:
             if claim is not None:
-                claimed, claim = await self._claim_unless_quick(step, run, claim, progress)
+                claimed, claim = await self._claim_unless_quick(
+                    step, run, claim, progress, ack_entry
+                )
                 if claimed is None:  # this delivery may not run it: nothing to record
                     return True
                 step = claimed
@@ -458,18 +479,6 @@ async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> bool:
     except TimeoutError:
         return False
     return True
-
-
-def _spec(fields: dict[str, str], sids: list[str]) -> dict[str, Any] | None:
-    """The entry's ``x`` field (what its steps need to run), if it covers every step."""
-    raw = fields.get("x")
-    if not raw:
-        return None
-    try:
-        spec: dict[str, Any] = orjson.loads(raw)
-        return spec if all(sid in spec["s"] for sid in sids) else None
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        return None
 
 
 class Claim:

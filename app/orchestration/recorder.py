@@ -7,7 +7,8 @@ an idle worker still records a lone step at once. The server pays one script cal
 
 A failed call fails every record of its batch; the script may have applied some of them, which
 is harmless: their entries are not ACKed (ACKs come last in the script), so they are delivered
-again and the fences turn the replay into a no-op.
+again and the fences turn the replay into a no-op. (So one record must not be able to break
+the script: an agent's cost is checked finite by ``StepOutput`` before it gets here.)
 """
 
 from __future__ import annotations
@@ -94,31 +95,49 @@ class Recorder:
         self._queue.append((args, future))
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush())
+            self._flusher.add_done_callback(self._flusher_done)
         return await future
 
-    async def _flush(self) -> None:
-        batch: list[tuple[list[Any], asyncio.Future[int]]] = []
-        try:
-            while self._queue:
-                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
-                args = list(self._header)
-                for record_args, _ in batch:
-                    args += record_args
-                try:
-                    codes = await self._scripts.call("complete", *args)
-                except Exception as exc:
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
-                    continue
-                for (_, future), code in zip(batch, codes, strict=True):
-                    if not future.done():
-                        future.set_result(int(code))
-        except BaseException:
-            # Cancelled (worker shutdown): nobody may wait forever on a record never sent.
-            for _, future in batch + self._queue:
+    def _flusher_done(self, task: asyncio.Task[None]) -> None:
+        if self._flusher is task:  # cancelled before it ever ran
+            self._flusher = None
+        if self._flusher is None and (task.cancelled() or task.exception() is not None):
+            # Worker shutdown (or a bug): nobody may wait forever on a record never sent.
+            for _, future in self._queue:
                 future.cancel()
             self._queue = []
-            raise
+
+    async def _flush(self) -> None:
+        try:
+            await self._flush_all()
         finally:
+            # At once, not in a done-callback: a record submitted between this task's end and
+            # its callbacks must start a new flusher, not wait on this one.
             self._flusher = None
+
+    async def _flush_all(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+            try:
+                codes = await self._send([args for args, _ in batch])
+            except asyncio.CancelledError:
+                for _, future in batch:
+                    future.cancel()
+                raise
+            except Exception as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), code in zip(batch, codes, strict=True):
+                if not future.done():
+                    future.set_result(code)
+
+    async def _send(self, records: list[list[Any]]) -> list[int]:
+        args = list(self._header)
+        for record_args in records:
+            args += record_args
+        codes = await self._scripts.call("complete", *args)
+        if len(codes) != len(records):
+            raise RuntimeError(f"complete.lua answered {len(codes)} of {len(records)} records")
+        return [int(code) for code in codes]

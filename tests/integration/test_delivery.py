@@ -8,6 +8,7 @@ from collections import Counter
 import orjson
 import pytest
 
+from app.models import Plan, PlanStep
 from app.orchestration import telemetry
 from tests.integration.harness import BENCH_PLAN, Harness, ScriptedAgent, agents
 
@@ -283,3 +284,39 @@ async def test_streamed_progress_is_batched_into_few_events(harness: Harness) ->
     assert order[-1] == "step_completed" and order.index("step_started") < order.index(
         "step_progress"
     )
+
+
+async def test_unclaimed_step_of_an_ended_task_is_acked_when_its_claim_is_refused(
+    harness: Harness,
+) -> None:
+    """A first delivery runs its step before claiming it. If the task ended meanwhile, the
+    claim is refused, the agent is stopped, and the entry (it carried only that step) is ACKed
+    at once, as on the claim-first path: not left pending until a reclaim (2 s here)."""
+    plan = Plan(steps=[PlanStep(id="only", agent="retriever", instruction="a")])
+    slow = ScriptedAgent("retriever", delay_s=0.5)  # outlives the claim window (50 ms)
+    await harness.start_worker(agents(retriever=slow))
+    task_id = await harness.store.submit("x", plan)
+    await harness.store.cancel(task_id)
+    stream = harness.keys.agent_stream("retriever")
+    pending = -1
+    for _ in range(50):  # up to 1 s, well before a reclaim could ACK it
+        await asyncio.sleep(0.02)
+        pending = (await harness.redis.xpending(stream, "retriever"))["pending"]
+        if pending == 0 and slow.runs:
+            break
+    assert sum(slow.runs.values()) == 1 and pending == 0
+    events = [e["type"] for e in await harness.events(task_id)]
+    assert "step_started" not in events and events[-1] == "task_cancelled"
+
+
+async def test_recorder_sends_records_submitted_back_to_back(harness: Harness) -> None:
+    """Regression: a record submitted right after the previous batch was answered (the
+    flusher task done, its callbacks not run yet) was cancelled instead of sent."""
+    from app.orchestration.recorder import Recorder
+
+    stream = harness.keys.agent_stream("retriever")
+    await harness.redis.xgroup_create(stream, "retriever", id="0", mkstream=True)
+    recorder = Recorder(harness.store.scripts, harness.keys.prefix, harness.settings)
+    async with asyncio.timeout(5):  # not wait_for: its extra task hides the race
+        for _ in range(3):
+            await recorder.ack("retriever", "1-1")

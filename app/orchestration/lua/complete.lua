@@ -11,7 +11,8 @@
 -- totals pass its budget with work left is stopped cleanly: task_failed.
 -- Returns one code per record: 0 fenced out (another attempt owns the step: no ACK), 1 recorded,
 -- 2 recorded and the task completed, 3 recorded and the task stopped on its budget,
--- 4 the task is no longer running (nothing to run), 5 the entry no longer carries the step.
+-- 4 the task is no longer running (nothing to run, or the step was cancelled under a claimed
+-- attempt), 5 the entry no longer carries the step.
 local ttl, max_tokens, max_cost = tonumber(ARGV[2]), tonumber(ARGV[3]) or 0, tonumber(ARGV[4]) or 0
 local ts = now_ms()
 local acks, ack_order = {}, {}
@@ -40,6 +41,8 @@ local function record(kind, task_id, sid, fence, result, summary, text, run_ms, 
   local w = {}
   local attempt
   if kind == 'c' then
+    -- Ended under it (cancel, a failed sibling, an expired hash): settled, nothing to record.
+    if s.state == 'cancelled' or not t.state then return 4 end
     if s.state ~= 'running' or s.attempt ~= fence then return 0 end
     attempt = tonumber(fence)
   else
