@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.errors import DeadLetterNotFound, PlanError, TaskConflict, TaskNotFound
+from app.errors import AgenticError, DeadLetterNotFound, PlanError, TaskConflict, TaskNotFound
 
 log = structlog.get_logger("agentic.api")
 
@@ -39,6 +39,26 @@ def error_response(
     return JSONResponse(body, status_code=status)
 
 
+#: Our own errors, as the HTTP answers they become (status, code).
+APP_ERRORS: dict[type[AgenticError], tuple[int, str]] = {
+    TaskNotFound: (404, "task_not_found"),
+    DeadLetterNotFound: (404, "dead_letter_not_found"),
+    TaskConflict: (409, "task_finished"),
+    PlanError: (422, "plan_error"),
+}
+
+
+def app_error_response(exc: Exception) -> JSONResponse:
+    """The answer to an exception a request raised: ours by ``APP_ERRORS``, anything else a
+    logged 500. Call it where the exception is being handled (the log takes its traceback).
+    Used by the exception handlers and by the /stream fast path, which runs outside them."""
+    for kind, (status, code) in APP_ERRORS.items():
+        if isinstance(exc, kind):
+            return error_response(status, str(exc), code=code)
+    log.exception("unhandled error", error=type(exc).__name__)
+    return error_response(500, "internal error", code="internal")
+
+
 def _clean(errors: list[Any]) -> list[dict[str, Any]]:
     out = []
     for err in errors:
@@ -59,23 +79,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return error_response(exc.status_code, str(exc.detail))
 
-    @app.exception_handler(TaskNotFound)
-    async def _not_found(_: Request, exc: TaskNotFound) -> JSONResponse:
-        return error_response(404, str(exc), code="task_not_found")
+    async def _app_error(_: Request, exc: Exception) -> JSONResponse:
+        return app_error_response(exc)
 
-    @app.exception_handler(DeadLetterNotFound)
-    async def _no_entry(_: Request, exc: DeadLetterNotFound) -> JSONResponse:
-        return error_response(404, str(exc), code="dead_letter_not_found")
-
-    @app.exception_handler(TaskConflict)
-    async def _conflict(_: Request, exc: TaskConflict) -> JSONResponse:
-        return error_response(409, str(exc), code="task_finished")
-
-    @app.exception_handler(PlanError)
-    async def _plan(_: Request, exc: PlanError) -> JSONResponse:
-        return error_response(422, str(exc), code="plan_error")
-
-    @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error", error=type(exc).__name__)
-        return error_response(500, "internal error", code="internal")
+    for kind in (*APP_ERRORS, Exception):
+        app.add_exception_handler(kind, _app_error)

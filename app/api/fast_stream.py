@@ -16,18 +16,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
-import structlog
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
-from app.api.errors import error_response
+from app.api.errors import app_error_response
 from app.api.routes import open_stream
-from app.errors import TaskNotFound
 
 if TYPE_CHECKING:
     from starlette.responses import Response
 
-log = structlog.get_logger("agentic.api")
 PREFIX = "/stream/"
 
 
@@ -58,11 +55,8 @@ async def serve_stream(app: FastAPI, scope: Scope, receive: Receive, send: Send)
             scope["path"][len(PREFIX) :],
             _last_event_id(scope),
         )
-    except TaskNotFound as exc:
-        response = error_response(404, str(exc), code="task_not_found")
-    except Exception as exc:
-        log.exception("unhandled error", error=type(exc).__name__)
-        response = error_response(500, "internal error", code="internal")
+    except Exception as exc:  # the exception handlers' answer: this path runs outside them
+        response = app_error_response(exc)
     await response(scope, receive, send)
 
 
