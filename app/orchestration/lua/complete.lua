@@ -54,7 +54,6 @@ local function record(kind, task_id, sid, fence, result, summary, text, run_ms, 
     if s.state ~= 'queued' then return 5 end
     attempt = tonumber(s.attempt)
     local started = math.max(ts - run_ms, tonumber(s.queued_ms) or ts)
-    put(w, sid .. '|attempt', attempt)
     put(w, sid .. '|started_ms', started)
     put(w, sid .. '|queued_ms', started)
     put(w, sid .. '|queue_wait_ms', (tonumber(s.queue_wait_ms) or 0)
