@@ -44,6 +44,18 @@ async def read_log(redis: Redis, events_key: str, after_id: str) -> list[Event]:
     return [as_event(i, f) for i, f in entries]
 
 
+async def read_state_and_log(
+    redis: Redis, task_key: str, events_key: str, after_id: str
+) -> tuple[str | None, list[Event]]:
+    """The task's state (None: no such task) and its events after ``after_id``, in one round
+    trip: every stream open needs both."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.hget(task_key, "state")
+        pipe.xrange(events_key, f"({after_id}", "+")
+        state, entries = await pipe.execute()
+    return state, [as_event(i, f) for i, f in entries]
+
+
 def parse_id(entry_id: str) -> tuple[int, int]:
     ms, _, seq = entry_id.partition("-")
     return int(ms), int(seq or 0)
@@ -174,25 +186,45 @@ class EventHub:
         """Register, then read the log from ``after_id`` ourselves: the shared reader may
         already be past it (another watcher, or a read in flight from before a reset), and
         what it delivers meanwhile waits in ``held`` so the order stays exact."""
-        sub = Subscription(task_id, after_id, held=[])
-        new_task = task_id not in self._cursor
-        if new_task:
-            self._cursor[task_id] = after_id
-            self._stream_to_task[self.keys.events(task_id)] = task_id
-        self._subs[task_id].add(sub)
+        sub = self.register(task_id, after_id)
         try:
-            await self._catch_up(sub)
+            events = await read_log(self.redis, self.keys.events(task_id), after_id)
         except BaseException:
             self.unsubscribe(sub)  # a failed request must not leave a cursor behind
             raise
+        self.activate(sub, events)
+        return sub
+
+    def register(self, task_id: str, after_id: str) -> Subscription:
+        """The first half of :meth:`subscribe`, for a caller that reads the log itself (after
+        this call) and hands it to :meth:`activate`, or calls :meth:`unsubscribe`."""
+        sub = Subscription(task_id, after_id, held=[])
+        if task_id not in self._cursor:
+            self._cursor[task_id] = after_id
+            self._stream_to_task[self.keys.events(task_id)] = task_id
+        self._subs[task_id].add(sub)
+        return sub
+
+    def activate(self, sub: Subscription, events: list[Event]) -> None:
+        """Queue the catch-up (the log read after :meth:`register`), then what the reader
+        delivered meanwhile, and get the reader to cover the task."""
         held, sub.held = sub.held or [], None
+        for event in events:
+            sub.offer(event)
         for event in held:
             sub.offer(event)
+        task_id = sub.task_id
+        # The reader has not read this task yet (its cursor is where this watcher started) and
+        # nobody else relies on it: start it after the catch-up instead of reading it all again.
+        # (With another watcher registered, one whose own catch-up ended earlier would miss the
+        # events in between.)
+        unread = self._cursor.get(task_id) == sub.last_id
+        if events and unread and len(self._subs[task_id]) == 1:
+            self._cursor[task_id] = events[-1][0]
         if self._ending:  # drain began while this request was on its way in
             sub.end()
-        elif new_task:
+        elif unread:
             self._wake_reader()
-        return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
         subs = self._subs.get(sub.task_id)
@@ -203,13 +235,6 @@ class EventHub:
             del self._subs[sub.task_id]
             self._cursor.pop(sub.task_id, None)
             self._stream_to_task.pop(self.keys.events(sub.task_id), None)
-
-    async def _catch_up(self, sub: Subscription) -> None:
-        events = await read_log(self.redis, self.keys.events(sub.task_id), sub.last_id)
-        held, sub.held = sub.held or [], None
-        for event in events:
-            sub.offer(event)
-        sub.held = held
 
     def _wake_reader(self) -> None:
         """Get the reader to include the new streams, in the background: the caller has its

@@ -11,13 +11,13 @@ from fastapi.responses import JSONResponse
 from app.api.deps import DrainDep, HubDep, PlannerDep, SettingsDep, StoreDep
 from app.api.drain import DrainState
 from app.api.errors import error_response
-from app.api.hub import EventHub, read_log
+from app.api.hub import EventHub, read_state_and_log
 from app.api.sse import hint, replay_body, valid_event_id
 from app.api.stream_response import LiveStream, event_stream_response
 from app.config import Settings
-from app.errors import PlanError
+from app.errors import PlanError, TaskNotFound
 from app.models import ErrorResponse, TaskAccepted, TaskCreate, TaskMetrics, TaskPublic, TaskState
-from app.orchestration.store import TaskStore
+from app.orchestration.store import TaskStore, checked
 
 router = APIRouter()
 
@@ -104,13 +104,25 @@ async def open_stream(
     start = (last_event_id or "0-0").strip()
     if not valid_event_id(start):
         return error_response(400, "Last-Event-ID must be an event id such as 1700000000000-0")
-    state = await store.state(task_id)  # 404 for an unknown task
+    checked(task_id)
+    # Registered before the log is read, so nothing appended in between is missed (hub.py).
+    sub = hub.register(task_id, start)
+    try:
+        raw_state, events = await read_state_and_log(
+            store.redis, store.keys.task(task_id), store.keys.events(task_id), start
+        )
+        if raw_state is None:
+            raise TaskNotFound(task_id)
+        state = TaskState(raw_state)
+    except BaseException:
+        hub.unsubscribe(sub)
+        raise
     if state.terminal:
-        events = await read_log(store.redis, store.keys.events(task_id), start)
+        hub.unsubscribe(sub)
         if not events:
             return Response(status_code=204)  # tells EventSource to stop reconnecting
         return event_stream_response(replay_body(events, retry_ms))
-    sub = await hub.subscribe(task_id, start)
+    hub.activate(sub, events)
 
     async def still_running() -> bool:
         return await store.state(task_id) is TaskState.RUNNING

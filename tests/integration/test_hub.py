@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from app.api.hub import EventHub, Subscription
+from app.api.hub import EventHub, Subscription, read_log
 from app.keys import Keys
 
 pytestmark = pytest.mark.integration
@@ -66,3 +66,33 @@ async def test_a_stream_opened_during_drain_ends_at_once(hub: EventHub, redis: R
     sub = await hub.subscribe("t2", "0-0")
     got = await drain_queue(sub, 2)
     assert got[0][1] == "e" and got[1] is None
+
+
+async def test_the_reader_starts_a_lone_watcher_after_its_catch_up(
+    hub: EventHub, redis: Redis
+) -> None:
+    """The shared reader does not read again what the catch-up already delivered."""
+    key = hub.keys.events("t3")
+    ids = [await redis.xadd(key, {"type": "e", "data": str(i)}) for i in range(3)]
+    sub = await hub.subscribe("t3", "0-0")
+    assert hub._cursor["t3"] == ids[-1]
+    ids.append(await redis.xadd(key, {"type": "e", "data": "3"}))
+    assert [e[0] for e in await drain_queue(sub, 4)] == ids
+
+
+async def test_a_watcher_whose_catch_up_ended_earlier_misses_nothing(
+    hub: EventHub, redis: Redis
+) -> None:
+    """Two watchers of a new task registered together: the one whose log read ended later must
+    not move the reader past what the other has not seen."""
+    key = hub.keys.events("t4")
+    ids = [await redis.xadd(key, {"type": "e", "data": str(i)}) for i in range(2)]
+    early, late = hub.register("t4", "0-0"), hub.register("t4", "0-0")
+    early_log = await read_log(redis, key, "0-0")  # read before the next event
+    ids.append(await redis.xadd(key, {"type": "e", "data": "2"}))
+    hub.activate(late, await read_log(redis, key, "0-0"))
+    hub.activate(early, early_log)
+    assert hub._cursor["t4"] == "0-0"  # the reader reads the task from where both started
+    assert [e[0] for e in await drain_queue(early, 3)] == ids
+    assert [e[0] for e in await drain_queue(late, 3)] == ids
+    assert early.queue.empty() and late.queue.empty()
