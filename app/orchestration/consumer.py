@@ -45,6 +45,7 @@ from app.orchestration.recorder import (
     FENCED,
     NOT_CARRIED,
     TASK_NOT_RUNNING,
+    Entry,
     Outcome,
     Recorder,
 )
@@ -55,7 +56,6 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 log = structlog.get_logger("agentic.worker")
-Entry = tuple[str, dict[str, str]]
 
 
 def output_text(out: StepOutput) -> str:
@@ -90,6 +90,8 @@ class AgentConsumer:
         self.inflight: dict[str, asyncio.Task[None]] = {}
         self._slot_freed = asyncio.Event()
         self.visibility_ms = int(settings.visibility_timeout_s * 1000)
+        self._stop: asyncio.Event | None = None  # the read loop's: hand-offs only while it runs
+        self._reading = 0  # entries the read in flight may return
 
     # --- group management ------------------------------------------------------------------
     async def ensure_group(self) -> None:
@@ -112,17 +114,22 @@ class AgentConsumer:
 
     # --- loops -----------------------------------------------------------------------------
     async def read_loop(self, stop: asyncio.Event) -> None:
+        self._stop = stop
         while not stop.is_set():
             free = await self._wait_for_slots(stop)
             if free == 0:
                 continue
+            # One slot stays out of a read that would fill them all: while the read blocks, a
+            # hand-off (see Recorder) can still deliver the next step of a chain to us.
+            count = min(free - 1 if free > 1 else free, self.settings.read_count)
+            self._reading = count
             try:
                 reply = await self._with_group(
-                    lambda n=free: self.redis.xreadgroup(  # type: ignore[misc]
+                    lambda n=count: self.redis.xreadgroup(  # type: ignore[misc]
                         self.group,
                         self.consumer,
                         {self.stream: ">"},
-                        count=min(n, self.settings.read_count),
+                        count=n,
                         block=self.settings.block_ms,
                     )
                 )
@@ -130,8 +137,29 @@ class AgentConsumer:
                 log.exception("read failed", agent=self.name)
                 await _sleep_or_stop(stop, 0.5)
                 continue
+            finally:
+                self._reading = 0
             for _stream, entries in reply or []:
                 self._dispatch(entries)
+
+    def handoff_slots(self) -> int:
+        """Entries a script call may deliver to us now: free slots not promised to the read
+        in flight, none unless the read loop runs."""
+        if self._stop is None or self._stop.is_set():
+            return 0
+        return max(0, self.settings.worker_concurrency - len(self.inflight) - self._reading)
+
+    async def take(self, entries: list[Entry]) -> None:
+        """Entries handed to us by a script call (first deliveries, pending under us)."""
+        if self._stop is not None and self._stop.is_set():
+            # Asked for before the stop: give them back at once rather than at our lease's end.
+            try:
+                await self._release([e for e, _ in entries])
+            except Exception:  # they stay pending under us: reclaimed after the timeout
+                log.exception("handing back entries failed", agent=self.name)
+            return
+        m.HANDED_OFF.labels(self.name).inc(len(entries))
+        self._dispatch(entries)
 
     async def reclaim_loop(self, stop: asyncio.Event) -> None:
         """Take over entries whose holder went silent (XAUTOCLAIM, cursor followed)."""
@@ -186,17 +214,20 @@ class AgentConsumer:
         for task in self.inflight.values():
             task.cancel()
         if left:
-            # Mark them idle past the visibility timeout so any live worker reclaims them now.
-            await self.redis.xclaim(
-                self.stream,
-                self.group,
-                self.consumer,
-                0,
-                left,
-                idle=self.visibility_ms,
-                justid=True,
-            )
+            await self._release(left)
             log.warning("released unfinished entries", agent=self.name, count=len(left))
+
+    async def _release(self, entry_ids: list[Any]) -> None:
+        """Mark entries idle past the visibility timeout so any live worker reclaims them now."""
+        await self.redis.xclaim(
+            self.stream,
+            self.group,
+            self.consumer,
+            0,
+            entry_ids,
+            idle=self.visibility_ms,
+            justid=True,
+        )
 
     # --- processing ------------------------------------------------------------------------
     async def _wait_for_slots(self, stop: asyncio.Event) -> int:

@@ -14,8 +14,9 @@ the script: an agent's cost is checked finite by ``StepOutput`` before it gets h
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from app.config import Settings
 from app.orchestration.scripts import Scripts
@@ -68,8 +69,27 @@ class Outcome:
         ]
 
 
+Entry = tuple[str, dict[str, str]]
+
+
+class Taker(Protocol):
+    """An agent's consumer, as the hand-off sees it."""
+
+    def handoff_slots(self) -> int:
+        """How many entries it can take now (0 while stopping)."""
+        ...
+
+    async def take(self, entries: list[Entry]) -> None:
+        """Run entries delivered to it by a script call (first deliveries)."""
+        ...
+
+
 class Recorder:
-    """Shared by the consumers of one worker process (bigger batches)."""
+    """Shared by the consumers of one worker process (bigger batches).
+
+    With :meth:`hand_off_to`, each call also asks complete.lua to deliver to this process the
+    entries it queues for the agents hosted here, up to their free slots: the next step of a
+    task starts from the call's reply, without a wake-up of a blocked read and a new read."""
 
     def __init__(self, scripts: Scripts, prefix: str, settings: Settings) -> None:
         self._scripts = scripts
@@ -81,6 +101,12 @@ class Recorder:
         ]
         self._queue: list[tuple[list[Any], asyncio.Future[int]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._consumer = ""
+        self._takers: Mapping[str, Taker] = {}
+
+    def hand_off_to(self, consumer: str, takers: Mapping[str, Taker]) -> None:
+        """Deliver newly queued entries of these agents to ``consumer`` (their group member)."""
+        self._consumer, self._takers = consumer, takers
 
     async def record(self, outcome: Outcome) -> int:
         """Record a step's outcome; returns complete.lua's code for it."""
@@ -134,10 +160,19 @@ class Recorder:
                     future.set_result(code)
 
     async def _send(self, records: list[list[Any]]) -> list[int]:
-        args = list(self._header)
+        slots = {agent: taker.handoff_slots() for agent, taker in self._takers.items()}
+        offer = ",".join(f"{agent}={n}" for agent, n in slots.items() if n > 0)
+        args = [*self._header, self._consumer if offer else "", offer]
         for record_args in records:
             args += record_args
-        codes = await self._scripts.call("complete", *args)
+        codes, handed = await self._scripts.call("complete", *args)
+        for agent, entries in handed:
+            # Pending under us from now on: taken, or reclaimed by someone if we die first.
+            await self._takers[agent].take([(eid, _fields(flat)) for eid, flat in entries])
         if len(codes) != len(records):
             raise RuntimeError(f"complete.lua answered {len(codes)} of {len(records)} records")
         return [int(code) for code in codes]
+
+
+def _fields(flat: list[str]) -> dict[str, str]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))

@@ -55,6 +55,7 @@ class WorkerRuntime:
             AgentConsumer(redis, self.keys, agent, settings, self.name, policy, recorder)
             for agent in agents.values()
         ]
+        recorder.hand_off_to(self.name, {c.name: c for c in self.consumers})
         self.maintenance = Maintenance(redis, self.keys, settings, list(agents))
         self.stop_event = asyncio.Event()
         # Leases outlive the read loops: steps still running during the drain must keep them.

@@ -23,6 +23,11 @@ FENCED = Counter(
 RECLAIMED = Counter(
     "agentic_entries_reclaimed_total", "Entries taken over from silent consumers.", ["agent"]
 )
+HANDED_OFF = Counter(
+    "agentic_entries_handed_off_total",
+    "Entries delivered by the script call that queued them, without a read.",
+    ["agent"],
+)
 INFLIGHT = Gauge(
     "agentic_inflight_entries", "Stream entries this process is working on.", ["agent"]
 )

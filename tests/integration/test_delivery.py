@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from typing import Any
 
 import orjson
 import pytest
@@ -78,6 +79,21 @@ async def test_same_entry_delivered_twice_records_one_result(harness: Harness) -
     assert sum(1 for e in events if e["type"] == "task_completed") == 1
 
 
+async def complete(harness: Harness, *records: object, consumer: str = "", slots: str = "") -> Any:
+    """complete.lua's codes for these records (with a hand-off offer: codes and handed)."""
+    codes, handed = await harness.store.scripts.call(
+        "complete",
+        harness.keys.prefix,
+        harness.settings.task_ttl_s,
+        0,
+        0,
+        consumer,
+        slots,
+        *records,
+    )
+    return (codes, handed) if consumer else codes
+
+
 async def test_unclaimed_outcome_is_fenced_on_its_carrier_entry(harness: Harness) -> None:
     """Kind 'f' (a step that ran before it was claimed) records start and result together,
     only for the entry that carries a queued step, and never over a claimed attempt."""
@@ -89,13 +105,13 @@ async def test_unclaimed_outcome_is_fenced_on_its_carrier_entry(harness: Harness
     def unclaimed(sid: str, carrier: str, ack: str = "") -> list[object]:
         return ["f", "retriever", task_id, sid, carrier, "{}", "s", "t", 3, 1, 0, 0, ack]
 
-    assert await scripts.call("complete", p, ttl, 0, 0, *unclaimed("retrieve_1", "1-1")) == [5]
+    assert await complete(harness, *unclaimed("retrieve_1", "1-1")) == [5]
     await scripts.call("start", p, task_id, 3, ttl, entry, "retrieve_2")  # claimed: running
-    codes = await scripts.call(
-        "complete", p, ttl, 0, 0, *unclaimed("retrieve_1", entry), *unclaimed("retrieve_2", entry)
+    codes = await complete(
+        harness, *unclaimed("retrieve_1", entry), *unclaimed("retrieve_2", entry)
     )
     assert codes == [1, 0]
-    assert await scripts.call("complete", p, ttl, 0, 0, *unclaimed("retrieve_1", entry)) == [5]
+    assert await complete(harness, *unclaimed("retrieve_1", entry)) == [5]
     events = [e for e in await harness.events(task_id) if e.get("step_id") == "retrieve_1"]
     assert [e["type"] for e in events] == ["step_queued", "step_started", "step_completed"]
     assert events[1]["attempt"] == events[2]["attempt"] == 1
@@ -119,7 +135,7 @@ async def test_stale_attempt_cannot_overwrite_a_result(harness: Harness) -> None
         return ["c", "retriever", task_id, "retrieve_1", attempt, "{}", "s", "t", 1, 1, 0, 0, ""]
 
     # One call records a batch in order: the stale attempt, the owner, then a duplicate.
-    codes = await scripts.call("complete", p, ttl, 0, 0, *claimed(1), *claimed(2), *claimed(2))
+    codes = await complete(harness, *claimed(1), *claimed(2), *claimed(2))
     assert codes == [0, 1, 0]
     assert await scripts.call("fail", p, task_id, "retrieve_1", 2, "late", 0, 0, 3, ttl) == 0
     state = await harness.redis.hget(harness.keys.task(task_id), "retrieve_1|state")
@@ -320,3 +336,104 @@ async def test_recorder_sends_records_submitted_back_to_back(harness: Harness) -
     async with asyncio.timeout(5):  # not wait_for: its extra task hides the race
         for _ in range(3):
             await recorder.ack("retriever", "1-1")
+
+
+async def test_complete_hands_queued_entries_to_its_caller(harness: Harness) -> None:
+    """The entry a completion queues is delivered to the caller (pending under it) when the
+    caller offers slots for that agent, and is left in the stream for a read otherwise."""
+    for agent in ("retriever", "analyzer", "writer"):
+        stream = harness.keys.agent_stream(agent)
+        await harness.redis.xgroup_create(stream, agent, id="0", mkstream=True)
+    task_id = await harness.store.submit("x", BENCH_PLAN)
+    ((entry, _),) = await harness.redis.xrange(harness.keys.agent_stream("retriever"))
+
+    def unclaimed(sid: str) -> list[object]:
+        return ["f", "retriever", task_id, sid, entry, "{}", "s", "t", 1, 0, 0, 0, ""]
+
+    # retrieve_1 queues nothing: nothing to hand off, whatever the offer.
+    codes, handed = await complete(
+        harness, *unclaimed("retrieve_1"), consumer="me", slots="analyzer=2,writer=2"
+    )
+    assert codes == [1] and handed == []
+    # retrieve_2 makes analyze ready: its entry comes back in the reply, pending under "me".
+    codes, handed = await complete(
+        harness, *unclaimed("retrieve_2"), consumer="me", slots="analyzer=1"
+    )
+    assert codes == [1]
+    ((agent, ((analyze_entry, flat),)),) = handed
+    assert agent == "analyzer" and dict(zip(flat[::2], flat[1::2], strict=True))["s"] == "analyze"
+    pending = await harness.redis.xpending_range(
+        harness.keys.agent_stream("analyzer"), "analyzer", "-", "+", 10
+    )
+    assert [(p["message_id"], p["consumer"]) for p in pending] == [(analyze_entry, "me")]
+    # No slot for the writer offered: the write entry waits for a read.
+    a_done = ["f", "analyzer", task_id, "analyze", analyze_entry, "{}", "s", "t", 1, 0, 0, 0, ""]
+    codes, handed = await complete(harness, *a_done, consumer="me", slots="analyzer=3")
+    assert codes == [1] and handed == []
+    info = await harness.redis.xinfo_groups(harness.keys.agent_stream("writer"))
+    assert info[0]["lag"] == 1 and info[0]["pending"] == 0
+
+
+async def test_hand_off_to_a_missing_group_does_not_fail_the_call(harness: Harness) -> None:
+    """The records are written before the hand-off: a NOGROUP there must not turn a recorded
+    outcome into a failed call (which would leave its entry un-ACKed and its result written)."""
+    await harness.redis.xgroup_create(
+        harness.keys.agent_stream("retriever"), "retriever", id="0", mkstream=True
+    )
+    task_id = await harness.store.submit("x", BENCH_PLAN)
+    ((entry, _),) = await harness.redis.xrange(harness.keys.agent_stream("retriever"))
+    records = [
+        ["f", "retriever", task_id, sid, entry, "{}", "s", "t", 1, 0, 0, 0, ""]
+        for sid in ("retrieve_1", "retrieve_2")
+    ]
+    codes, handed = await complete(
+        harness, *records[0], *records[1], consumer="me", slots="analyzer=4"
+    )
+    assert codes == [1, 1] and handed == []
+    assert await harness.redis.xlen(harness.keys.agent_stream("analyzer")) == 1
+
+
+async def test_an_entry_handed_to_a_consumer_that_dies_is_reclaimed(harness: Harness) -> None:
+    """Handed off, then its worker died before running it: like any delivery, another worker
+    reclaims it after the visibility timeout and the task completes."""
+    harness.settings.visibility_timeout_s = 0.3
+    for agent in ("retriever", "analyzer", "writer"):
+        stream = harness.keys.agent_stream(agent)
+        await harness.redis.xgroup_create(stream, agent, id="0", mkstream=True)
+    task_id = await harness.store.submit("x", BENCH_PLAN)
+    ((entry, _),) = await harness.redis.xrange(harness.keys.agent_stream("retriever"))
+    records = [
+        ["f", "retriever", task_id, sid, entry, "{}", "s", "t", 1, 0, 0, 0, entry if i else ""]
+        for i, sid in enumerate(("retrieve_1", "retrieve_2"))
+    ]
+    _, handed = await complete(
+        harness, *records[0], *records[1], consumer="dead", slots="analyzer=1"
+    )
+    assert len(handed) == 1  # pending under "dead", which never runs it
+    analyzer = ScriptedAgent("analyzer")
+    await harness.start_worker(agents(analyzer=analyzer), name="alive")
+    assert await harness.wait_state(task_id) == "completed"
+    assert sum(analyzer.runs.values()) == 1
+
+
+async def test_a_worker_takes_the_next_step_from_its_own_completion(harness: Harness) -> None:
+    """One worker hosting every agent: the analyze and write entries reach it through the
+    hand-off, not through its reads, and the task runs as before."""
+    handed = telemetry.HANDED_OFF.labels
+    before = {a: handed(a)._value.get() for a in ("analyzer", "writer")}
+    await harness.start_worker(agents())
+    task_id = await harness.store.submit("x", BENCH_PLAN)
+    assert await harness.wait_state(task_id) == "completed"
+    assert {a: handed(a)._value.get() - before[a] for a in before} == {"analyzer": 1, "writer": 1}
+    for agent in ("retriever", "analyzer", "writer"):
+        pending = await harness.redis.xpending(harness.keys.agent_stream(agent), agent)
+        assert pending["pending"] == 0, agent
+
+
+async def test_no_hand_off_once_the_worker_stops(harness: Harness) -> None:
+    runtime = await harness.start_worker(agents())
+    await asyncio.sleep(0.1)  # the read loops are blocked in their reads
+    # A blocked read holds all free slots but one: that one is for a hand-off.
+    assert [c.handoff_slots() for c in runtime.consumers] == [1, 1, 1]
+    runtime.request_stop()
+    assert [c.handoff_slots() for c in runtime.consumers] == [0, 0, 0]

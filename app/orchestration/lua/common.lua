@@ -67,6 +67,9 @@ end
 -- ``known`` gives the input and the steps when the caller has read them (or the task hash does
 -- not exist yet: submit.lua): {user_input = ..., steps = {{sid =, agent =, attempt =, instr =,
 -- deps = {}}, ...}, results = {[sid] = result JSON not written yet}}.
+-- Entries this script run added, per agent (complete.lua hands them to its caller).
+local QUEUED = {}
+
 local function enqueue(task_id, tk, sids, ts, w, spent, known)
   if #sids == 0 then return end
   local user_input, steps, all_deps = nil, {}, {}
@@ -120,6 +123,7 @@ local function enqueue(task_id, tk, sids, ts, w, spent, known)
     local x = head .. table.concat(specs, ',') .. '}}'
     local entry = redis.call('XADD', k_agent(agent), '*', 't', task_id, 's', table.concat(ids, ','),
                              'x', x)
+    QUEUED[agent] = (QUEUED[agent] or 0) + 1
     for _, step in ipairs(batch) do
       put(w, step.sid .. '|state', 'queued')
       put(w, step.sid .. '|queued_ms', ts)

@@ -1,5 +1,5 @@
--- ARGV: prefix, ttl_s, max_tokens, max_cost (the task's budget; 0 = none), then records of
--- 13 values each, recorded in order:
+-- ARGV: prefix, ttl_s, max_tokens, max_cost (the task's budget; 0 = none), consumer and
+-- slots (the hand-off: see the end), then records of 13 values each, recorded in order:
 --   kind: 'c' (complete a claimed step: fenced on its attempt), 'f' (start and complete a
 --         step that ran before it was claimed: fenced on its carrier entry), 'a' (ACK only),
 --   agent (whose stream delivered it), task_id, sid, attempt ('c') or entry ('f'),
@@ -9,10 +9,11 @@
 -- (group commit): the server pays one script call for the batch, not one per step.
 -- Each record: store the result and queue the steps it made ready, atomically. A task whose
 -- totals pass its budget with work left is stopped cleanly: task_failed.
--- Returns one code per record: 0 fenced out (another attempt owns the step: no ACK), 1 recorded,
--- 2 recorded and the task completed, 3 recorded and the task stopped on its budget,
--- 4 the task is no longer running (nothing to run, or the step was cancelled under a claimed
--- attempt), 5 the entry no longer carries the step.
+-- Returns {codes, handed}. One code per record: 0 fenced out (another attempt owns the step: no
+-- ACK), 1 recorded, 2 recorded and the task completed, 3 recorded and the task stopped on its
+-- budget, 4 the task is no longer running (nothing to run, or the step was cancelled under a
+-- claimed attempt), 5 the entry no longer carries the step.
+-- ``handed``: entries delivered to the caller, {{agent, entries as XREADGROUP returns them}}.
 local ttl, max_tokens, max_cost = tonumber(ARGV[2]), tonumber(ARGV[3]) or 0, tonumber(ARGV[4]) or 0
 local ts = now_ms()
 local acks, ack_order = {}, {}
@@ -144,8 +145,9 @@ local function record(kind, task_id, sid, fence, result, summary, text, run_ms, 
   return 2
 end
 
+local consumer, slots = ARGV[5], ARGV[6]
 local codes = {}
-for i = 5, #ARGV, 13 do
+for i = 7, #ARGV, 13 do
   local kind, agent, ack = ARGV[i], ARGV[i + 1], ARGV[i + 12]
   local code = 1
   if kind ~= 'a' then
@@ -160,4 +162,23 @@ end
 for _, agent in ipairs(ack_order) do
   redis.call('XACK', k_agent(agent), agent, unpack(acks[agent]))
 end
-return codes
+-- Hand-off: the caller hosts these agents and has this many free slots ("agent=n,..."). Entries
+-- this call queued for them are delivered to it here (XREADGROUP as its consumer: '>' takes the
+-- oldest undelivered, ours or older), so the next step of a chain starts from this reply rather
+-- than from another round trip through a blocked read. They are pending under the caller like
+-- any delivery: if it dies before running them, they are reclaimed.
+local handed = {}
+if consumer ~= '' then
+  for agent, n in string.gmatch(slots, '([^,=]+)=(%d+)') do
+    local count = math.min(tonumber(n), QUEUED[agent] or 0)
+    if count > 0 then
+      -- pcall: a missing group (NOGROUP) must not fail a call whose records are written.
+      local got = redis.pcall('XREADGROUP', 'GROUP', agent, consumer, 'COUNT', count,
+                              'STREAMS', k_agent(agent), '>')
+      if type(got) == 'table' and got.err == nil and got[1] then
+        handed[#handed + 1] = {agent, got[1][2]}
+      end
+    end
+  end
+end
+return {codes, handed}
