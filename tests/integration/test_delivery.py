@@ -437,3 +437,25 @@ async def test_no_hand_off_once_the_worker_stops(harness: Harness) -> None:
     assert [c.handoff_slots() for c in runtime.consumers] == [1, 1, 1]
     runtime.request_stop()
     assert [c.handoff_slots() for c in runtime.consumers] == [0, 0, 0]
+
+
+async def test_a_stopping_worker_hands_back_what_a_call_delivers(harness: Harness) -> None:
+    """Entries a call in flight hands to a worker that has begun to stop are given back at
+    once (idle past the visibility timeout), not left to wait for its lease to run out."""
+    from app.orchestration.runtime import WorkerRuntime
+
+    runtime = WorkerRuntime(harness.redis, harness.settings, agents(), name="stopping")
+    analyzer = next(c for c in runtime.consumers if c.name == "analyzer")
+    await analyzer.ensure_group()
+    stream = harness.keys.agent_stream("analyzer")
+    entry = await harness.redis.xadd(stream, {"t": "x", "s": "analyze"})
+    # Delivered to its consumer as a hand-off would be, after the stop began.
+    reply = await harness.redis.xreadgroup("analyzer", "stopping", {stream: ">"}, count=1)
+    analyzer._stop = asyncio.Event()
+    analyzer._stop.set()
+    assert analyzer.handoff_slots() == 0
+    await analyzer.take(reply[0][1])
+    assert entry not in analyzer.inflight
+    (pending,) = await harness.redis.xpending_range(stream, "analyzer", "-", "+", 10)
+    assert pending["message_id"] == entry
+    assert pending["time_since_delivered"] >= analyzer.visibility_ms
