@@ -327,7 +327,9 @@ class AgentConsumer:
         delivery may not run it (then ``ack_entry``, if given, is ACKed: as on the claim-first
         path, an entry none of whose steps may run is settled). Progress needs a claimed
         step: it follows step_started."""
-        await asyncio.wait({run}, timeout=self.claim_after_s)
+        await asyncio.sleep(0)  # a quick agent is done after its first turn: no timer needed
+        if not run.done():
+            await asyncio.wait({run}, timeout=self.claim_after_s)
         quick = run.done() and not run.cancelled() and not run.exception()
         if quick and not claim.requested and not progress.pending:
             return step, claim
