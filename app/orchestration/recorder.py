@@ -23,6 +23,10 @@ from app.orchestration.scripts import Scripts
 
 #: Records per call: bounds the script's run time (other clients wait while it runs).
 MAX_BATCH = 128
+#: How long ACKs with no record to ride with wait for one before they go alone: an ACK is on
+#: no task's critical path, and a call of its own cost a round trip between two steps of a
+#: chain (the entry of two parallel steps is ACKed just after the call that records them).
+ACK_LINGER_S = 0.005
 
 # Return codes of complete.lua, per record.
 FENCED = 0
@@ -101,6 +105,8 @@ class Recorder:
         ]
         self._queue: list[tuple[list[Any], asyncio.Future[int]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._linger: asyncio.TimerHandle | None = None
+        self._acks_due = False  # the linger is over: ACKs go even without a record
         self._consumer = ""
         self._takers: Mapping[str, Taker] = {}
 
@@ -113,22 +119,54 @@ class Recorder:
         return await self._submit(outcome.args())
 
     async def ack(self, agent: str, entry_id: str) -> None:
-        """ACK an entry whose steps are all settled, with the next batch."""
+        """ACK an entry whose steps are all settled, with the next batch (waiting up to
+        ``ACK_LINGER_S`` for a record to go with)."""
         await self._submit(["a", agent, "", "", "", "", "", "", 0, 0, 0, 0, entry_id])
 
     async def _submit(self, args: list[Any]) -> int:
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._queue.append((args, future))
-        if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush())
-            self._flusher.add_done_callback(self._flusher_done)
+        self._schedule()
         return await future
+
+    def _only_acks(self) -> bool:
+        return all(args[0] == "a" for args, _ in self._queue)
+
+    def _schedule(self) -> None:
+        """Start a flusher for what is queued, unless one runs (it takes the queue next) or
+        the queue holds only ACKs (they linger)."""
+        if self._flusher is not None or not self._queue:
+            return
+        if self._only_acks() and not self._acks_due:
+            if self._linger is None:
+                loop = asyncio.get_running_loop()
+                self._linger = loop.call_later(ACK_LINGER_S, self._linger_over)
+            return
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
+        self._start()
+
+    def _linger_over(self) -> None:
+        self._linger = None
+        if not self._queue:  # they went with a record meanwhile
+            return
+        self._acks_due = True
+        if self._flusher is None:
+            self._start()
+
+    def _start(self) -> None:
+        self._flusher = asyncio.create_task(self._flush())
+        self._flusher.add_done_callback(self._flusher_done)
 
     def _flusher_done(self, task: asyncio.Task[None]) -> None:
         if self._flusher is task:  # cancelled before it ever ran
             self._flusher = None
         if self._flusher is None and (task.cancelled() or task.exception() is not None):
             # Worker shutdown (or a bug): nobody may wait forever on a record never sent.
+            if self._linger is not None:
+                self._linger.cancel()
+                self._linger = None
             for _, future in self._queue:
                 future.cancel()
             self._queue = []
@@ -140,10 +178,12 @@ class Recorder:
             # At once, not in a done-callback: a record submitted between this task's end and
             # its callbacks must start a new flusher, not wait on this one.
             self._flusher = None
+        self._schedule()  # ACKs left without a record: they linger
 
     async def _flush_all(self) -> None:
-        while self._queue:
+        while self._queue and (self._acks_due or not self._only_acks()):
             batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+            self._acks_due = False
             try:
                 codes = await self._send([args for args, _ in batch])
             except asyncio.CancelledError:

@@ -338,6 +338,41 @@ async def test_recorder_sends_records_submitted_back_to_back(harness: Harness) -
             await recorder.ack("retriever", "1-1")
 
 
+async def test_an_ack_waits_briefly_for_a_record_to_ride_with(harness: Harness) -> None:
+    """An ACK alone lingers (ACK_LINGER_S) and goes in the next record's script call; with no
+    record coming it goes alone, late but not lost."""
+    from app.orchestration import recorder as recorder_mod
+
+    stream = harness.keys.agent_stream("retriever")
+    await harness.redis.xgroup_create(stream, "retriever", id="0", mkstream=True)
+    task_id = await harness.store.submit("x", BENCH_PLAN)
+    reply = await harness.redis.xreadgroup("retriever", "me", {stream: ">"}, count=1)
+    entry = reply[0][1][0][0]
+    recorder = recorder_mod.Recorder(harness.store.scripts, harness.keys.prefix, harness.settings)
+    calls: list[list[str]] = []
+    send = recorder._send
+
+    async def counting(records: list[list[Any]]) -> list[int]:
+        calls.append([r[0] for r in records])
+        return await send(records)
+
+    recorder._send = counting  # type: ignore[method-assign]
+    ack = asyncio.ensure_future(recorder.ack("retriever", entry))
+    await asyncio.sleep(recorder_mod.ACK_LINGER_S / 5)
+    assert calls == [] and not ack.done()
+    outcome = recorder_mod.Outcome(
+        "f", "retriever", task_id, "retrieve_1", entry, b"{}", "s", "t", 0, 0.0, 0, 0
+    )
+    assert await recorder.record(outcome) == 1
+    await ack
+    assert calls == [["a", "f"]]
+    assert (await harness.redis.xpending(stream, "retriever"))["pending"] == 0
+    # Alone: sent once the linger is over.
+    async with asyncio.timeout(1):
+        await recorder.ack("retriever", "1-1")
+    assert calls[1:] == [["a"]]
+
+
 async def test_complete_hands_queued_entries_to_its_caller(harness: Harness) -> None:
     """The entry a completion queues is delivered to the caller (pending under it) when the
     caller offers slots for that agent, and is left in the stream for a read otherwise."""
