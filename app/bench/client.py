@@ -15,6 +15,17 @@ TASK = "Compare Redis Streams and Kafka for job queues"
 
 
 @dataclass
+class Delays:
+    """Delivery delays (event ``ts`` → received, ms) of the events written from ``since_ms``
+    on (nothing before it is set: streams opening meanwhile get their catch-up, whose events
+    were written long before), and how many streams have received their first event."""
+
+    since_ms: float = float("inf")
+    values: list[float] = field(default_factory=list)
+    caught_up: int = 0
+
+
+@dataclass
 class Outcome:
     latencies_s: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
@@ -35,13 +46,14 @@ async def submit(http: aiohttp.ClientSession, base: str) -> str:
 
 
 async def follow(
-    http: aiohttp.ClientSession, base: str, task_id: str, delays: list[float] | None = None
+    http: aiohttp.ClientSession, base: str, task_id: str, delays: Delays | None = None
 ) -> bytes:
-    """Read the task's SSE stream to its terminal event; optionally record delivery delays
-    (event ``ts`` → received, ms). Reads whole chunks and finds frames with ``bytes.find``
-    rather than iterating lines: at thousands of streams the load generator shares these cores
-    with the API, and its per-line overhead was counted as the API's delivery delay."""
+    """Read the task's SSE stream to its terminal event; optionally record delivery delays.
+    Reads whole chunks and finds frames with ``bytes.find`` rather than iterating lines: at
+    thousands of streams the load generator shares these cores with the API, and its per-line
+    overhead was counted as the API's delivery delay."""
     tail = b""
+    first = True
     async with http.get(f"{base}/stream/{task_id}") as resp:
         async for chunk in resp.content.iter_any():
             now_ms = time.time() * 1000
@@ -53,10 +65,15 @@ async def follow(
             frames, tail = data[: end + 2], data[end + 2 :]
             if delays is not None:
                 at = frames.find(TS)
+                if first and at >= 0:
+                    first = False
+                    delays.caught_up += 1
                 while at >= 0:
                     stop = frames.find(b",", at)
                     stop = frames.find(b"}", at) if stop < 0 else stop
-                    delays.append(now_ms - int(frames[at + len(TS) : stop]))
+                    ts = int(frames[at + len(TS) : stop])
+                    if ts >= delays.since_ms:
+                        delays.values.append(now_ms - ts)
                     at = frames.find(TS, stop)
             for marker in TERMINAL:
                 if marker in frames:

@@ -177,7 +177,7 @@ async def _fanout(stack: Stack, streams: int) -> dict[str, Any]:
             await client.submit(http, stack.api_url) for _ in range(max(1, streams // per_task))
         ]
         baseline = rss_kib(stack.api.pid)
-        delays: list[float] = []
+        delays = client.Delays()
         followers = [
             asyncio.create_task(
                 client.follow(http, stack.api_url, task_ids[i % len(task_ids)], delays)
@@ -186,13 +186,15 @@ async def _fanout(stack: Stack, streams: int) -> dict[str, Any]:
         ]
         deadline = time.monotonic() + 120
         opened = 0
+        # Open on the server and caught up at the client (the server counts a stream from its
+        # registration, before its catch-up is read): only then do the tasks start.
         while time.monotonic() < deadline:
             opened = await open_streams(http, stack.api_url)
-            if opened >= streams:
+            if opened >= streams and delays.caught_up >= streams:
                 break
             await asyncio.sleep(0.2)  # the condition lives in another process
         loaded = rss_kib(stack.api.pid)
-        delays.clear()  # only events delivered live, after every stream is open
+        delays.since_ms = time.time() * 1000  # only events written from now on
         # The tasks start now. In a thread: scale_workers sleeps, and a frozen event loop here
         # would hold back every event that arrives meanwhile and count it as delivery delay.
         await asyncio.to_thread(stack.scale_workers, 1)
@@ -202,8 +204,8 @@ async def _fanout(stack: Stack, streams: int) -> dict[str, Any]:
         "streams": streams,
         "opened": opened,
         "stream_errors": len(errors),
-        "delivery_p50_ms": client.percentile(delays, 0.5),
-        "delivery_p99_ms": client.percentile(delays, 0.99),
+        "delivery_p50_ms": client.percentile(delays.values, 0.5),
+        "delivery_p99_ms": client.percentile(delays.values, 0.99),
         "api_rss_kib_per_stream": (loaded - baseline) / max(1, opened),
     }
 
