@@ -223,7 +223,9 @@ class EventHub:
             self._cursor[task_id] = events[-1][0]
         if self._ending:  # drain began while this request was on its way in
             sub.end()
-        elif unread:
+        elif self.keys.events(task_id) not in self._covered:
+            # Whoever registered the task first may never activate (its task had ended, or its
+            # request failed): every watcher makes sure the reader covers the task.
             self._wake_reader()
 
     def unsubscribe(self, sub: Subscription) -> None:

@@ -92,6 +92,7 @@ class AgentConsumer:
         self.visibility_ms = int(settings.visibility_timeout_s * 1000)
         self._stop: asyncio.Event | None = None  # the read loop's: hand-offs only while it runs
         self._reading = 0  # entries the read in flight may return
+        self._offered = 0  # slots offered to script calls in flight (hand-offs may fill them)
 
     # --- group management ------------------------------------------------------------------
     async def ensure_group(self) -> None:
@@ -142,15 +143,29 @@ class AgentConsumer:
             for _stream, entries in reply or []:
                 self._dispatch(entries)
 
-    def handoff_slots(self) -> int:
-        """Entries a script call may deliver to us now: free slots not promised to the read
-        in flight, none unless the read loop runs."""
+    def _free(self) -> int:
+        """Slots neither in use nor promised (to the read in flight, to hand-off offers)."""
+        used = len(self.inflight) + self._reading + self._offered
+        return max(0, self.settings.worker_concurrency - used)
+
+    def offer_slots(self) -> int:
+        """Reserve the slots a script call may fill with hand-offs (0 unless the read loop
+        runs); the caller gives them back with :meth:`withdraw` once the reply is handled."""
         if self._stop is None or self._stop.is_set():
             return 0
-        return max(0, self.settings.worker_concurrency - len(self.inflight) - self._reading)
+        n = self._free()
+        self._offered += n
+        return n
+
+    def withdraw(self, n: int) -> None:
+        """Give back slots reserved by :meth:`offer_slots` (after dispatching what came)."""
+        self._offered -= n
+        if n:
+            self._slot_freed.set()
 
     async def take(self, entries: list[Entry]) -> None:
-        """Entries handed to us by a script call (first deliveries, pending under us)."""
+        """Entries handed to us by a script call (first deliveries, pending under us); at
+        most what :meth:`offer_slots` reserved for it."""
         if self._stop is not None and self._stop.is_set():
             # Asked for before the stop: give them back at once rather than at our lease's end.
             try:
@@ -173,7 +188,7 @@ class AgentConsumer:
     async def reclaim_once(self) -> int:
         cursor, claimed = "0-0", 0
         while True:
-            free = self.settings.worker_concurrency - len(self.inflight)
+            free = self._free()
             if free <= 0:
                 return claimed
             reply = await self._with_group(
@@ -233,7 +248,7 @@ class AgentConsumer:
     async def _wait_for_slots(self, stop: asyncio.Event) -> int:
         """Free slots now, or 0 after waiting for one (woken by a finishing entry, not by
         polling; the bounded wait lets the caller see ``stop``)."""
-        free = self.settings.worker_concurrency - len(self.inflight)
+        free = self._free()
         if free > 0:
             return free
         self._slot_freed.clear()

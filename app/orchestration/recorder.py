@@ -5,10 +5,13 @@ outcome that arrives while a call is in flight waits for the next call, which re
 in order (and ACKs their entries) in one atomic script run: the batch grows with the load, and
 an idle worker still records a lone step at once. The server pays one script call per batch.
 
-A failed call fails every record of its batch; the script may have applied some of them, which
-is harmless: their entries are not ACKed (ACKs come last in the script), so they are delivered
-again and the fences turn the replay into a no-op. (So one record must not be able to break
-the script: an agent's cost is checked finite by ``StepOutput`` before it gets here.)
+A failed call fails every record of its batch. A script error may leave some records applied,
+which is harmless: their entries are not ACKed (ACKs come last in the script), so they are
+delivered again and the fences turn the replay into a no-op. (So one record must not be able
+to break the script: an agent's cost is checked finite by ``StepOutput`` before it gets here.)
+A call whose reply is lost may have applied everything, ACKs and hand-offs included: its
+records are reported failed (or fenced, if the client's retry ran the script again), nothing
+runs twice, and the entries it handed us are reclaimed after the visibility timeout.
 """
 
 from __future__ import annotations
@@ -18,8 +21,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import structlog
+
 from app.config import Settings
 from app.orchestration.scripts import Scripts
+
+log = structlog.get_logger("agentic.worker")
 
 #: Records per call: bounds the script's run time (other clients wait while it runs).
 MAX_BATCH = 128
@@ -79,8 +86,12 @@ Entry = tuple[str, dict[str, str]]
 class Taker(Protocol):
     """An agent's consumer, as the hand-off sees it."""
 
-    def handoff_slots(self) -> int:
-        """How many entries it can take now (0 while stopping)."""
+    def offer_slots(self) -> int:
+        """Reserve the slots a call may fill (0 while stopping)."""
+        ...
+
+    def withdraw(self, n: int) -> None:
+        """Give back reserved slots once the call's reply is handled."""
         ...
 
     async def take(self, entries: list[Entry]) -> None:
@@ -184,34 +195,52 @@ class Recorder:
         while self._queue and (self._acks_due or not self._only_acks()):
             batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
             self._acks_due = False
+            offers = {agent: taker.offer_slots() for agent, taker in self._takers.items()}
             try:
-                codes = await self._send([args for args, _ in batch])
-            except asyncio.CancelledError:
+                codes, handed = await self._send([args for args, _ in batch], offers)
+            except BaseException as exc:
+                self._withdraw(offers)
                 for _, future in batch:
-                    future.cancel()
-                raise
-            except Exception as exc:
-                for _, future in batch:
-                    if not future.done():
+                    if isinstance(exc, asyncio.CancelledError):
+                        future.cancel()
+                    elif not future.done():
                         future.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
                 continue
+            # The records are written: their callers learn it before anything else can fail.
             for (_, future), code in zip(batch, codes, strict=True):
                 if not future.done():
                     future.set_result(code)
+            await self._hand(handed, offers)
 
-    async def _send(self, records: list[list[Any]]) -> list[int]:
-        slots = {agent: taker.handoff_slots() for agent, taker in self._takers.items()}
-        offer = ",".join(f"{agent}={n}" for agent, n in slots.items() if n > 0)
+    async def _send(
+        self, records: list[list[Any]], offers: Mapping[str, int]
+    ) -> tuple[list[int], list[Any]]:
+        offer = ",".join(f"{agent}={n}" for agent, n in offers.items() if n > 0)
         args = [*self._header, self._consumer if offer else "", offer]
         for record_args in records:
             args += record_args
         codes, handed = await self._scripts.call("complete", *args)
-        for agent, entries in handed:
-            # Pending under us from now on: taken, or reclaimed by someone if we die first.
-            await self._takers[agent].take([(eid, _fields(flat)) for eid, flat in entries])
         if len(codes) != len(records):
             raise RuntimeError(f"complete.lua answered {len(codes)} of {len(records)} records")
-        return [int(code) for code in codes]
+        return [int(code) for code in codes], handed
+
+    async def _hand(self, handed: list[Any], offers: Mapping[str, int]) -> None:
+        """Dispatch the entries a call handed us, then give back what was offered."""
+        try:
+            for agent, entries in handed:
+                # Pending under us from now on: taken, or reclaimed by anyone if we fail here.
+                try:
+                    await self._takers[agent].take([(eid, _fields(flat)) for eid, flat in entries])
+                except Exception:
+                    log.exception("handed entries not taken; they will be reclaimed", agent=agent)
+        finally:
+            self._withdraw(offers)
+
+    def _withdraw(self, offers: Mapping[str, int]) -> None:
+        for agent, n in offers.items():
+            self._takers[agent].withdraw(n)
 
 
 def _fields(flat: list[str]) -> dict[str, str]:

@@ -352,9 +352,9 @@ async def test_an_ack_waits_briefly_for_a_record_to_ride_with(harness: Harness) 
     calls: list[list[str]] = []
     send = recorder._send
 
-    async def counting(records: list[list[Any]]) -> list[int]:
+    async def counting(records: list[list[Any]], offers: Any) -> Any:
         calls.append([r[0] for r in records])
-        return await send(records)
+        return await send(records, offers)
 
     recorder._send = counting  # type: ignore[method-assign]
     ack = asyncio.ensure_future(recorder.ack("retriever", entry))
@@ -469,9 +469,64 @@ async def test_no_hand_off_once_the_worker_stops(harness: Harness) -> None:
     runtime = await harness.start_worker(agents())
     await asyncio.sleep(0.1)  # the read loops are blocked in their reads
     # A blocked read holds all free slots but one: that one is for a hand-off.
-    assert [c.handoff_slots() for c in runtime.consumers] == [1, 1, 1]
+    assert [c.offer_slots() for c in runtime.consumers] == [1, 1, 1]
+    for consumer in runtime.consumers:
+        consumer.withdraw(1)
     runtime.request_stop()
-    assert [c.handoff_slots() for c in runtime.consumers] == [0, 0, 0]
+    assert [c.offer_slots() for c in runtime.consumers] == [0, 0, 0]
+
+
+async def test_offered_slots_are_reserved_until_withdrawn(harness: Harness) -> None:
+    """What a call in flight may hand us counts against the slots of reads and of other
+    calls' offers: hand-offs never take a consumer past worker_concurrency."""
+    harness.settings.worker_concurrency = 3
+    runtime = await harness.start_worker(agents())
+    await asyncio.sleep(0.1)
+    consumer = runtime.consumers[0]
+    assert consumer._reading == 2  # the blocked read: all free slots but one
+    assert consumer.offer_slots() == 1
+    assert consumer.offer_slots() == 0 and consumer._free() == 0
+    consumer.withdraw(1)
+    assert consumer._free() == 1
+
+
+async def test_a_failed_hand_off_does_not_fail_the_records(harness: Harness) -> None:
+    """The records of a call are settled before its hand-offs are dispatched: a consumer that
+    fails to take them costs a reclaim later, never a written record reported as failed."""
+    from app.orchestration.recorder import Outcome, Recorder
+
+    for agent in ("retriever", "analyzer"):
+        stream = harness.keys.agent_stream(agent)
+        await harness.redis.xgroup_create(stream, agent, id="0", mkstream=True)
+    task_id = await harness.store.submit("x", BENCH_PLAN)
+    ((entry, _),) = await harness.redis.xrange(harness.keys.agent_stream("retriever"))
+
+    class Broken:
+        withdrawn = 0
+
+        def offer_slots(self) -> int:
+            return 1
+
+        def withdraw(self, n: int) -> None:
+            self.withdrawn += n
+
+        async def take(self, entries: list[Any]) -> None:
+            raise RuntimeError("cannot take")
+
+    broken = Broken()
+    recorder = Recorder(harness.store.scripts, harness.keys.prefix, harness.settings)
+    recorder.hand_off_to("me", {"analyzer": broken})  # type: ignore[dict-item]
+
+    def done(sid: str) -> Outcome:
+        return Outcome("f", "retriever", task_id, sid, entry, b"{}", "s", "t", 0, 0.0, 0, 0)
+
+    codes = await asyncio.gather(
+        recorder.record(done("retrieve_1")), recorder.record(done("retrieve_2"))
+    )
+    assert codes == [1, 1] and broken.withdrawn >= 1
+    # Handed (pending under "me"), not lost: a reclaim finds it.
+    pending = await harness.redis.xpending(harness.keys.agent_stream("analyzer"), "analyzer")
+    assert pending["pending"] == 1
 
 
 async def test_a_stopping_worker_hands_back_what_a_call_delivers(harness: Harness) -> None:
@@ -488,7 +543,7 @@ async def test_a_stopping_worker_hands_back_what_a_call_delivers(harness: Harnes
     reply = await harness.redis.xreadgroup("analyzer", "stopping", {stream: ">"}, count=1)
     analyzer._stop = asyncio.Event()
     analyzer._stop.set()
-    assert analyzer.handoff_slots() == 0
+    assert analyzer.offer_slots() == 0
     await analyzer.take(reply[0][1])
     assert entry not in analyzer.inflight
     (pending,) = await harness.redis.xpending_range(stream, "analyzer", "-", "+", 10)

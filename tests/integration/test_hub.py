@@ -96,3 +96,21 @@ async def test_a_watcher_whose_catch_up_ended_earlier_misses_nothing(
     assert [e[0] for e in await drain_queue(early, 3)] == ids
     assert [e[0] for e in await drain_queue(late, 3)] == ids
     assert early.queue.empty() and late.queue.empty()
+
+
+async def test_a_watcher_gets_live_events_when_the_first_one_never_activates(
+    hub: EventHub, redis: Redis
+) -> None:
+    """The first watcher of a task registered, then left before activating (its request saw
+    the task finished, or failed); a second watcher from another id still gets live events at
+    once, not when the reader's blocked XREAD times out."""
+    key = hub.keys.events("t5")
+    ids = [await redis.xadd(key, {"type": "e", "data": str(i)}) for i in range(2)]
+    first = hub.register("t5", "0-0")
+    second = hub.register("t5", ids[0])
+    hub.activate(second, await read_log(redis, key, ids[0]))
+    hub.unsubscribe(first)
+    assert [e[0] for e in await drain_queue(second, 1)] == ids[1:]
+    await asyncio.sleep(0.1)  # the reader blocks (block_ms=2000) unless it was woken for t5
+    live = await redis.xadd(key, {"type": "e", "data": "2"})
+    assert [e[0] for e in await drain_queue(second, 1, timeout=1.0)] == [live]
