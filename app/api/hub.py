@@ -38,6 +38,24 @@ def as_event(entry_id: str, fields: dict[str, str]) -> Event:
     return entry_id, fields.get("type", "message"), fields.get("data", "{}")
 
 
+def as_event_flat(entry_id: str, flat: list[str]) -> Event:
+    """An entry as XREAD sends it (``[field, value, ...]``), without building a dict: the
+    scripts write ``type`` then ``data`` (``emit`` in common.lua); anything else is read the
+    general way."""
+    if len(flat) == 4 and flat[0] == "type" and flat[2] == "data":
+        return entry_id, flat[1], flat[3]
+    return as_event(entry_id, dict(zip(flat[::2], flat[1::2], strict=False)))
+
+
+def _raw(response: Any, **_options: Any) -> Any:
+    return response
+
+
+def _stream_replies(reply: Any) -> Any:
+    """(stream, entries) pairs of a raw XREAD reply: a map in RESP3, a list in RESP2."""
+    return reply.items() if isinstance(reply, dict) else reply
+
+
 async def read_log(redis: Redis, events_key: str, after_id: str) -> list[Event]:
     """The log's events after ``after_id`` (exclusive), oldest first."""
     entries: Any = await redis.xrange(events_key, f"({after_id}", "+")
@@ -145,6 +163,9 @@ class EventHub:
     def __init__(self, redis: Redis, reader: Redis, keys: Keys, block_ms: int = 5000) -> None:
         self.redis = redis  # pool: catch-up reads, CLIENT UNBLOCK
         self.reader = reader  # one dedicated connection for the blocking XREAD
+        # Its replies as they come: redis-py's XREAD parsing (a dict per entry, in Python) was
+        # a fifth of the API's CPU while 5,000 streams were fed.
+        reader.set_response_callback("XREAD", _raw)
         self.keys = keys
         self.block_ms = block_ms
         self._subs: dict[str, set[Subscription]] = defaultdict(set)
@@ -276,15 +297,15 @@ class EventHub:
                 with contextlib.suppress(Exception):  # a new connection has a new client id
                     self._reader_id = int(await self.reader.client_id())
                 continue
-            for stream, entries in reply or []:
+            for stream, entries in _stream_replies(reply or []):
                 self._deliver(stream, entries)
 
-    def _deliver(self, stream: str, entries: list[tuple[str, dict[str, str]]]) -> None:
+    def _deliver(self, stream: str, entries: list[tuple[str, list[str]]]) -> None:
         task_id = self._stream_to_task.get(stream)
         if task_id is None or not entries:
             return
         self._cursor[task_id] = entries[-1][0]
-        for entry_id, fields in entries:
-            event = as_event(entry_id, fields)
+        for entry_id, flat in entries:
+            event = as_event_flat(entry_id, flat)
             for sub in self._subs.get(task_id, ()):
                 sub.offer(event)
