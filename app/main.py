@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -47,6 +48,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         drain.on_start(hub.end_all)
         OPEN_STREAMS.set_function(lambda: hub.open_streams)
         await hub.start()
+        # Everything alive now (modules, routes, models) lives as long as the process: out of
+        # the collector's sight, a full collection no longer walks ~100,000 objects (~30 ms).
+        gc.freeze()
         try:
             yield
         finally:

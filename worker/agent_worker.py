@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import signal
 
 import structlog
@@ -45,6 +46,9 @@ async def run_worker(settings: Settings, agent_names: list[str]) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, runtime.request_stop)
+    # As in the API: what is alive at startup lives as long as the process; out of the
+    # collector's sight, a full collection no longer walks it.
+    gc.freeze()
     try:
         await runtime.run_until_stopped()
     finally:
