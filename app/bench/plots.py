@@ -64,34 +64,51 @@ def _celery_line(ax: Axes, celery: dict[str, Any] | None, what: str) -> None:
 
 
 def _throughput_vs_inflight(ours: dict[str, Any], celery: dict[str, Any] | None) -> Figure | None:
-    curve = ours.get("inflight") or []
-    if not curve:
-        return None
-    fig, (ax,) = _figure("Saturated throughput against tasks in flight (one worker process)")
-    xs = [p["in_flight"] for p in curve]
-    ax.plot(xs, [p["steps_per_s"] for p in curve], marker="o", label=OURS[0], color=OURS[1])
-    _celery_line(ax, celery, "all tasks submitted at once")
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(xs)
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
-    ax.minorticks_off()
-    ax.set_xlabel("tasks in flight (each followed over SSE to its end)")
-    ax.set_ylabel("throughput (steps/s)")
-    ax.set_ylim(bottom=0)
-    ax.legend(loc="best")
+    fig = _throughput_curve(
+        ours.get("inflight") or [],
+        "in_flight",
+        "Saturated throughput against tasks in flight (one worker process)",
+        "tasks in flight (each followed over SSE to its end)",
+        celery,
+        "all tasks submitted at once",
+    )
+    if fig is not None:  # 1, 4, 16, 64, 128: evenly spaced, labelled as counts
+        (ax,) = fig.axes
+        ax.set_xscale("log", base=2)
+        ax.set_xticks([p["in_flight"] for p in ours["inflight"]])
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+        ax.minorticks_off()
     return fig
 
 
 def _throughput_vs_workers(ours: dict[str, Any], celery: dict[str, Any] | None) -> Figure | None:
-    curve = ours.get("scale_out") or []
+    return _throughput_curve(
+        ours.get("scale_out") or [],
+        "workers",
+        "Saturated throughput against worker processes (scale-out)",
+        "worker processes",
+        celery,
+        "1 worker, prefork -c 2",
+    )
+
+
+def _throughput_curve(
+    curve: list[dict[str, Any]],
+    x_key: str,
+    title: str,
+    x_label: str,
+    celery: dict[str, Any] | None,
+    celery_what: str,
+) -> Figure | None:
+    """Our steps/s at each point of ``curve`` (x from ``x_key``), Celery's as a reference line."""
     if not curve:
         return None
-    fig, (ax,) = _figure("Saturated throughput against worker processes (scale-out)")
-    xs = [p["workers"] for p in curve]
+    fig, (ax,) = _figure(title)
+    xs = [p[x_key] for p in curve]
     ax.plot(xs, [p["steps_per_s"] for p in curve], marker="o", label=OURS[0], color=OURS[1])
-    _celery_line(ax, celery, "1 worker, prefork -c 2")
+    _celery_line(ax, celery, celery_what)
     ax.set_xticks(xs)
-    ax.set_xlabel("worker processes")
+    ax.set_xlabel(x_label)
     ax.set_ylabel("throughput (steps/s)")
     ax.set_ylim(bottom=0)
     ax.legend(loc="best")
