@@ -15,9 +15,9 @@ from app.api.hub import EventHub, read_state_and_log
 from app.api.sse import hint, replay_body, valid_event_id
 from app.api.stream_response import LiveStream, event_stream_response
 from app.config import Settings
-from app.errors import PlanError, TaskNotFound
+from app.errors import PlanError
 from app.models import ErrorResponse, TaskAccepted, TaskCreate, TaskMetrics, TaskPublic, TaskState
-from app.orchestration.store import TaskStore, checked
+from app.orchestration.store import TaskStore, checked, task_state
 
 router = APIRouter()
 
@@ -111,9 +111,7 @@ async def open_stream(
         raw_state, events = await read_state_and_log(
             store.redis, store.keys.task(task_id), store.keys.events(task_id), start
         )
-        if raw_state is None:
-            raise TaskNotFound(task_id)
-        state = TaskState(raw_state)
+        state = task_state(task_id, raw_state)  # 404 for an unknown task
     except BaseException:
         hub.unsubscribe(sub)
         raise

@@ -45,6 +45,13 @@ def checked(task_id: str) -> str:
     return task_id
 
 
+def task_state(task_id: str, raw: object) -> TaskState:
+    """The task's ``state`` field as read from its hash; None (no hash) is an unknown task."""
+    if raw is None:
+        raise TaskNotFound(task_id)
+    return TaskState(str(raw))
+
+
 def _int(value: str | None) -> int | None:
     return None if value is None or value == "" else int(float(value))
 
@@ -117,10 +124,7 @@ class TaskStore:
 
     async def state(self, task_id: str) -> TaskState:
         checked(task_id)
-        state = await self.redis.hget(self.keys.task(task_id), "state")
-        if state is None:
-            raise TaskNotFound(task_id)
-        return TaskState(str(state))
+        return task_state(task_id, await self.redis.hget(self.keys.task(task_id), "state"))
 
     async def exists(self, task_id: str) -> bool:
         return bool(await self.redis.exists(self.keys.task(task_id)))
