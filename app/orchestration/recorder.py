@@ -198,15 +198,16 @@ class Recorder:
             offers = {agent: taker.offer_slots() for agent, taker in self._takers.items()}
             try:
                 codes, handed = await self._send([args for args, _ in batch], offers)
-            except BaseException as exc:
+            except asyncio.CancelledError:
                 self._withdraw(offers)
                 for _, future in batch:
-                    if isinstance(exc, asyncio.CancelledError):
-                        future.cancel()
-                    elif not future.done():
+                    future.cancel()
+                raise
+            except Exception as exc:
+                self._withdraw(offers)
+                for _, future in batch:
+                    if not future.done():
                         future.set_exception(exc)
-                if not isinstance(exc, Exception):
-                    raise
                 continue
             # The records are written: their callers learn it before anything else can fail.
             for (_, future), code in zip(batch, codes, strict=True):
