@@ -57,6 +57,9 @@ local function flush(tk, w)
   if #w > 0 then redis.call('HSET', tk, unpack(w)) end
 end
 
+-- Entries this script run added, per agent (complete.lua hands them to its caller).
+local QUEUED = {}
+
 -- Queue a set of ready steps: one stream entry per agent (a batch), one event per step.
 -- Each step remembers the entry that carries it: only that entry may run it (start.lua), so a
 -- stale or duplicated entry is recognised whatever attempt numbers say. The entry also carries
@@ -67,9 +70,6 @@ end
 -- ``known`` gives the input and the steps when the caller has read them (or the task hash does
 -- not exist yet: submit.lua): {user_input = ..., steps = {{sid =, agent =, attempt =, instr =,
 -- deps = {}}, ...}, results = {[sid] = result JSON not written yet}}.
--- Entries this script run added, per agent (complete.lua hands them to its caller).
-local QUEUED = {}
-
 local function enqueue(task_id, tk, sids, ts, w, spent, known)
   if #sids == 0 then return end
   local user_input, steps, all_deps = nil, {}, {}
