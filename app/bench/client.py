@@ -69,8 +69,9 @@ async def follow(
                     first = False
                     delays.caught_up += 1
                 while at >= 0:
-                    stop = frames.find(b",", at)
-                    stop = frames.find(b"}", at) if stop < 0 else stop
+                    stop = frames.find(b"}", at)  # ts may end its object or be followed
+                    comma = frames.find(b",", at, stop)
+                    stop = comma if comma >= 0 else stop
                     ts = int(frames[at + len(TS) : stop])
                     if ts >= delays.since_ms:
                         delays.values.append(now_ms - ts)
