@@ -55,6 +55,48 @@ async def test_ready_steps_for_one_agent_are_batched_in_one_entry(harness: Harne
     }
 
 
+async def test_submit_writes_the_task_and_its_roots_in_one_unit(harness: Harness) -> None:
+    """store.submit lays out the task hash and the events; the script adds times and entries.
+    Roots on two agents, a repeated dependency and two sinks, whose texts end up in the output
+    in plan order."""
+    plan = Plan(
+        steps=[
+            PlanStep(id="r", agent="retriever", instruction="r"),
+            PlanStep(id="n", agent="analyzer", instruction="n"),
+            PlanStep(id="w", agent="writer", instruction="w", depends_on=["r", "n", "r"]),
+            PlanStep(id="s", agent="analyzer", instruction="s", depends_on=["r"]),
+        ]
+    )
+    task_id = await harness.store.submit("input", plan)
+    fields = await harness.redis.hgetall(harness.keys.task(task_id))
+    ts = fields["created_ms"]
+    assert fields["steps"] == "r,n,w,s" and fields["sinks"] == "w,s"
+    assert (fields["n_steps"], fields["n_done"]) == ("4", "0")
+    assert orjson.loads(fields["plan"])["steps"][2]["depends_on"] == ["r", "n", "r"]
+    assert [fields[f"{sid}|state"] for sid in "rnws"] == ["queued", "queued", "pending", "pending"]
+    assert [fields[f"{sid}|deps_left"] for sid in "rnws"] == ["0", "0", "2", "1"]
+    assert (fields["r|dependents"], fields["n|dependents"]) == ("w,s", "w")
+    assert [fields[f"{sid}|sink"] for sid in "rnws"] == ["0", "0", "1", "1"]
+    assert fields["r|queued_ms"] == fields["n|queued_ms"] == ts and "w|queued_ms" not in fields
+    for agent, sid in (("retriever", "r"), ("analyzer", "n")):
+        ((entry, body),) = await harness.redis.xrange(harness.keys.agent_stream(agent))
+        assert (fields[f"{sid}|entry"], body["s"]) == (entry, sid)
+    events = await harness.events(task_id)
+    assert [(e["type"], e.get("step_id")) for e in events] == [
+        ("plan_created", None),
+        ("step_queued", "r"),
+        ("step_queued", "n"),
+    ]
+    assert all(e["ts"] == int(ts) and e["task_id"] == task_id for e in events)
+    assert events[0]["plan"] == orjson.loads(fields["plan"])
+    assert (events[1]["agent"], events[1]["attempt"]) == ("retriever", 1)
+    await harness.start_worker(agents())
+    assert await harness.wait_state(task_id) == "completed"
+    assert (await harness.store.get(task_id)).output == "# w\n\n# s"
+    assert await harness.store.submit("again", plan, task_id=task_id) == task_id
+    assert (await harness.redis.hget(harness.keys.task(task_id), "user_input")) == "input"
+
+
 async def test_independent_steps_run_in_parallel(harness: Harness) -> None:
     retriever = ScriptedAgent("retriever", delay_s=0.5)
     await harness.start_worker(agents(retriever=retriever))
