@@ -111,3 +111,15 @@ def sequential(n: int) -> list[float]:
             time.sleep(0.0005)
         out.append(float(MARKS.hget("done", tid) or 0) - t)
     return out
+
+
+def release_results() -> None:
+    """Drop the results Celery's canvas keeps subscribed (a chain's parent results call
+    ``then``, which holds them strongly until they are fetched, and we never fetch them). Each
+    one unsubscribes when released: that must happen while the server still runs, not at
+    interpreter exit, where it printed a traceback per result under the report."""
+    backend = app.backend
+    for mapping in backend._pending_results:
+        for waiters in list(mapping.values()):
+            for result in list(waiters.values()):
+                backend.remove_pending_result(result)

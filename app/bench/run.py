@@ -252,6 +252,7 @@ def run_celery(opts: Options, redis_url: str | None) -> Results:
         finally:
             worker.terminate()
             worker.wait(20)
+            celery_side.release_results()
     return Results(
         "celery",
         {

@@ -73,3 +73,25 @@ def test_bench_quick_reports_every_figure(redis_url: str, tmp_path: Path) -> Non
     ]
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in plots)
     assert all(f"plot: {p}" in done.stderr for p in plots)
+
+
+def test_bench_compare_celery_runs_both_sides_and_exits_cleanly(redis_url: str) -> None:
+    args = ["bench", "--quick", "--compare", "celery", "--json", "--tasks", "40", "--streams", "20"]
+    done = subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "AGENTIC_REDIS_URL": redis_url, "PYTHONPATH": str(ROOT)},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    figures = orjson.loads(done.stdout)
+    for system in ("agentic", "celery"):
+        side = figures[system]
+        assert side["completed"] == side["tasks"] == 40, system
+        for key in ("steps_per_s", "idle_p50_ms", "redis_cpu_us_per_step"):
+            assert side[key] > 0, (system, key)
+    assert figures["celery"]["redis_commands_per_step"] > 0
+    # Celery's results are released while the server runs, not at exit under the report.
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr
