@@ -1,0 +1,20 @@
+"""The API process runs full collections on a clock (app.collector) while it serves."""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+
+from app.config import Settings
+from app.main import create_app
+
+pytestmark = pytest.mark.integration
+
+
+async def test_the_api_collects_on_the_clock_while_it_runs(settings: Settings) -> None:
+    before = gc.get_threshold()
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        assert gc.get_threshold()[2] > 1_000_000
+    assert gc.get_threshold() == before
