@@ -94,7 +94,8 @@ def submission(task_id: str, user_input: str, plan: Plan) -> list[Any]:
     plan_created = {"type": "plan_created", "planner": plan.planner, "task_id": task_id}
     args: list[Any] = [task_id, _event_head(plan_created, plan_json), len(fields) // 2, *fields]
     for agent, batch in roots.items():
-        # The entry body as enqueue (common.lua) writes it: what its steps need to run.
+        # The entry body as enqueue (common.lua) writes it, what its steps need to run: a
+        # worker runs them from it before claiming them. Change both together.
         body = {
             "u": user_input,
             "k": 0,

@@ -61,10 +61,10 @@ async def test_submit_writes_the_task_and_its_roots_in_one_unit(harness: Harness
     in plan order."""
     plan = Plan(
         steps=[
-            PlanStep(id="r", agent="retriever", instruction="r"),
-            PlanStep(id="n", agent="analyzer", instruction="n"),
-            PlanStep(id="w", agent="writer", instruction="w", depends_on=["r", "n", "r"]),
-            PlanStep(id="s", agent="analyzer", instruction="s", depends_on=["r"]),
+            PlanStep(id="r", agent="retriever", instruction="find r"),
+            PlanStep(id="n", agent="analyzer", instruction="look at n"),
+            PlanStep(id="w", agent="writer", instruction="write", depends_on=["r", "n", "r"]),
+            PlanStep(id="s", agent="analyzer", instruction="sum up", depends_on=["r"]),
         ]
     )
     task_id = await harness.store.submit("input", plan)
@@ -78,9 +78,13 @@ async def test_submit_writes_the_task_and_its_roots_in_one_unit(harness: Harness
     assert (fields["r|dependents"], fields["n|dependents"]) == ("w,s", "w")
     assert [fields[f"{sid}|sink"] for sid in "rnws"] == ["0", "0", "1", "1"]
     assert fields["r|queued_ms"] == fields["n|queued_ms"] == ts and "w|queued_ms" not in fields
-    for agent, sid in (("retriever", "r"), ("analyzer", "n")):
+    assert (fields["w|instr"], fields["w|agent"], fields["w|attempt"]) == ("write", "writer", "1")
+    for agent, sid, instruction in (("retriever", "r", "find r"), ("analyzer", "n", "look at n")):
         ((entry, body),) = await harness.redis.xrange(harness.keys.agent_stream(agent))
-        assert (fields[f"{sid}|entry"], body["s"]) == (entry, sid)
+        assert (fields[f"{sid}|entry"], body["t"], body["s"]) == (entry, task_id, sid)
+        # What a worker runs the step from before claiming it (enqueue in common.lua's format).
+        spec = {"u": "input", "k": 0, "s": {sid: {"a": 1, "i": instruction, "in": {}}}}
+        assert orjson.loads(body["x"]) == spec
     events = await harness.events(task_id)
     assert [(e["type"], e.get("step_id")) for e in events] == [
         ("plan_created", None),

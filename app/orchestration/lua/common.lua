@@ -67,9 +67,10 @@ local QUEUED = {}
 -- attempt, instruction and dependencies' results), so a worker can run a short step at once
 -- and record its start and its result in one call (complete.lua, kind 'f'). ``spent`` is the
 -- task's token total when the caller has it; the field writes go to ``w`` (caller flushes).
--- ``known`` gives the input and the steps when the caller has read them (or the task hash does
--- not exist yet: submit.lua): {user_input = ..., steps = {{sid =, agent =, attempt =, instr =,
--- deps = {}}, ...}, results = {[sid] = result JSON not written yet}}.
+-- ``known`` gives the input and the steps when the caller has read them: {user_input = ...,
+-- steps = {{sid =, agent =, attempt =, instr =, deps = {}}, ...}, results = {[sid] = result
+-- JSON not written yet}}. A new task's root steps are laid out by store.submission (Python) in
+-- the same format: change both together.
 local function enqueue(task_id, tk, sids, ts, w, spent, known)
   if #sids == 0 then return end
   local user_input, steps, all_deps = nil, {}, {}

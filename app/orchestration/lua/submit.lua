@@ -1,7 +1,7 @@
 -- ARGV: prefix, task_id, plan_created, n, then n field/value pairs of the new task hash, then one
 -- group per agent with root steps: agent, its step ids ("a,b"), the entry body ``x``, and one
 -- step_queued event per step. Events come as JSON that ends in ``"ts":`` (the server's time
--- completes them). store.submit lays all of this out, so the server only adds what it alone
+-- completes them). store.submission lays all of this out, so the server only adds what it alone
 -- knows: the time and the entries' ids.
 -- Creates the task, queues its root steps and writes plan_created, all or nothing.
 local task_id, n = ARGV[2], tonumber(ARGV[4])
