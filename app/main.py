@@ -38,7 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redis = make_redis(settings)
         reader = make_redis(settings, max_connections=1)
         keys = Keys(settings.prefix)
-        hub = EventHub(redis, reader, keys)
+        hub = EventHub(redis, reader, keys, ping_s=settings.sse_ping_s)
         app.state.settings = settings
         app.state.store = TaskStore(redis, keys, ttl_s=settings.task_ttl_s)
         app.state.hub = hub

@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("agentic.sse")
 Event = tuple[str, str, str]  # (entry id, type, data JSON)
+#: Queued by the hub's keep-alive tick for a stream that has waited a whole ping interval: the
+#: stream sends a ping comment. Compared by identity.
+KEEPALIVE: Event = ("", "", "")
 QUEUE_MAX = 10_000
 READ_COUNT = 512
 
@@ -84,11 +87,12 @@ class Inbox:
     ``asyncio.Queue`` is ~3.2 KB (an Event, two deques, dicts); this is a deque and, while the
     stream waits, one future: a third of the memory of an idle open stream."""
 
-    __slots__ = ("_items", "_waiter")
+    __slots__ = ("_items", "_quiet", "_waiter")
 
     def __init__(self) -> None:
         self._items: deque[Event | None] = deque()
         self._waiter: asyncio.Future[None] | None = None
+        self._quiet = False  # nothing put since the previous keep-alive tick
 
     def qsize(self) -> int:
         return len(self._items)
@@ -98,9 +102,24 @@ class Inbox:
 
     def put_nowait(self, item: Event | None) -> None:
         self._items.append(item)
+        self._quiet = False
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+    def tick(self) -> None:
+        """The hub's keep-alive tick, every half ping interval: a consumer that has waited with
+        nothing put since the previous tick gets ``KEEPALIVE`` (so at most one ping interval
+        passes without a write). One timer for all streams rather than a timeout per wait:
+        arming and disarming that timeout at each wake-up was more than half a stream's cost
+        to deliver an event (and its objects most of the young garbage collections)."""
+        waiter = self._waiter
+        if self._quiet and waiter is not None and not waiter.done() and not self._items:
+            self._items.append(KEEPALIVE)
+            waiter.set_result(None)
+            self._quiet = False  # the next ping is two ticks away
+        else:
+            self._quiet = True
 
     def get_nowait(self) -> Event | None:
         """The oldest item; IndexError when empty."""
@@ -160,7 +179,9 @@ class Subscription:
 
 
 class EventHub:
-    def __init__(self, redis: Redis, reader: Redis, keys: Keys, block_ms: int = 5000) -> None:
+    def __init__(
+        self, redis: Redis, reader: Redis, keys: Keys, block_ms: int = 5000, ping_s: float = 15.0
+    ) -> None:
         self.redis = redis  # pool: catch-up reads, CLIENT UNBLOCK
         self.reader = reader  # one dedicated connection for the blocking XREAD
         # Its replies as they come: redis-py's XREAD parsing (a dict per entry, in Python) was
@@ -168,6 +189,8 @@ class EventHub:
         reader.set_response_callback("XREAD", _raw)
         self.keys = keys
         self.block_ms = block_ms
+        self.ping_s = ping_s
+        self._pinger: asyncio.Task[None] | None = None
         self._subs: dict[str, set[Subscription]] = defaultdict(set)
         self._cursor: dict[str, str] = {}
         self._covered: frozenset[str] = frozenset()
@@ -185,6 +208,14 @@ class EventHub:
     async def start(self) -> None:
         self._reader_id = int(await self.reader.client_id())
         self._task = asyncio.create_task(self._run(), name="sse-hub")
+        self._pinger = asyncio.create_task(self._keep_alive(), name="sse-keep-alive")
+
+    async def _keep_alive(self) -> None:
+        while True:
+            await asyncio.sleep(self.ping_s / 2)
+            for subs in self._subs.values():
+                for sub in subs:
+                    sub.queue.tick()
 
     def end_all(self) -> None:
         """Tell every open stream, and any that opens later, to end at its next event
@@ -197,6 +228,8 @@ class EventHub:
     async def close(self) -> None:
         if self._waker:
             self._waker.cancel()
+        if self._pinger:
+            self._pinger.cancel()
         if self._task:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -125,7 +125,7 @@ async def open_stream(
     async def still_running() -> bool:
         return await store.state(task_id) is TaskState.RUNNING
 
-    return LiveStream(hub, sub, settings.sse_ping_s, retry_ms, still_running)
+    return LiveStream(hub, sub, retry_ms, still_running)
 
 
 @router.get("/tasks/{task_id}", response_model=TaskPublic, responses={404: ERRORS[404]})

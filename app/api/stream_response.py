@@ -4,9 +4,9 @@ Intentional divergence from sse-starlette (which the first version used): it run
 group of three or four tasks per stream (body, pings, disconnect listener, shutdown watcher).
 At thousands of open streams per process that was ~58 KiB of memory per stream and a large
 share of the API's CPU. Here a stream is one coroutine plus one small task that waits for the
-client's disconnect: pings come from a timeout on the subscription queue, drain and slow-client
-cuts arrive through the same queue (``Subscription.end``), and events that queued up together
-go out in one write.
+client's disconnect: pings, drain and slow-client cuts all arrive through the subscription's
+queue (the hub's keep-alive tick, ``Subscription.end``), and events that queued up together go
+out in one write.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from app.api.hub import EventHub, Subscription
+from app.api.hub import KEEPALIVE, EventHub, Subscription
 from app.api.sse import TERMINAL_EVENTS, frame, hint
 
 SSE_HEADERS = [
@@ -40,7 +40,6 @@ class LiveStream(Response):
         self,
         hub: EventHub,
         sub: Subscription,
-        ping_s: float,
         retry_ms: int,
         still_running: Callable[[], Awaitable[bool]],
     ) -> None:
@@ -50,7 +49,6 @@ class LiveStream(Response):
         self.still_running = still_running
         self.hub = hub
         self.sub = sub
-        self.ping_s = ping_s
         self.retry_ms = retry_ms
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -68,29 +66,26 @@ class LiveStream(Response):
             self.hub.unsubscribe(self.sub)
 
     async def _next(self, send: Send) -> bool:
-        """Send what the queue holds (waiting up to one ping interval); False at the end."""
+        """Send what the queue holds (waiting for it); False at the end."""
         queue = self.sub.queue
-        try:
-            async with asyncio.timeout(self.ping_s):
-                first = await queue.get()
-        except TimeoutError:
-            await self._body(send, PING)
-            return True
         chunks: list[bytes] = []
-        event = first
+        event = await queue.get()
         while True:
             if event is None:  # drain, disconnect, or a client too slow to keep up
                 chunks.append(hint(self.retry_ms, "reconnect"))
                 await self._body(send, b"".join(chunks))
                 return False
-            entry_id, event_type, data = event
-            chunks.append(frame(entry_id, event_type, data))
-            if event_type in TERMINAL_EVENTS:
-                await self._body(send, b"".join(chunks))
-                # Only a failed task can come back (redrive); completed and cancelled are final,
-                # and asking Redis at each of thousands of streams' last event was a third of
-                # the API's CPU while they ended.
-                return event_type == "task_failed" and await self.still_running()
+            if event is KEEPALIVE:  # a whole ping interval without a write
+                chunks.append(PING)
+            else:
+                entry_id, event_type, data = event
+                chunks.append(frame(entry_id, event_type, data))
+                if event_type in TERMINAL_EVENTS:
+                    await self._body(send, b"".join(chunks))
+                    # Only a failed task can come back (redrive); completed and cancelled are
+                    # final, and asking Redis at each of thousands of streams' last event was a
+                    # third of the API's CPU while they ended.
+                    return event_type == "task_failed" and await self.still_running()
             if queue.empty() or len(chunks) >= MAX_BATCH:
                 await self._body(send, b"".join(chunks))
                 return True
