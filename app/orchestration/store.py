@@ -122,7 +122,9 @@ class TaskStore:
     async def submit(self, user_input: str, plan: Plan, task_id: str | None = None) -> str:
         """Create the task and queue its first steps in one atomic script call."""
         task_id = task_id or new_task_id()
-        await self.scripts.call("submit", self.keys.prefix, *submission(task_id, user_input, plan))
+        args = submission(task_id, user_input, plan)
+        if not await self.scripts.call("submit", self.keys.prefix, *args):
+            raise TaskConflict(f"task {task_id!r} exists already")
         return task_id
 
     async def cancel(self, task_id: str, reason: str = "cancelled by request") -> None:

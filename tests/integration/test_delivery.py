@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
+from app.errors import TaskConflict
 from app.models import Plan, PlanStep
 from app.orchestration import telemetry
 from tests.integration.harness import BENCH_PLAN, Harness, ScriptedAgent, agents
@@ -97,7 +98,8 @@ async def test_submit_writes_the_task_and_its_roots_in_one_unit(harness: Harness
     await harness.start_worker(agents())
     assert await harness.wait_state(task_id) == "completed"
     assert (await harness.store.get(task_id)).output == "# w\n\n# s"
-    assert await harness.store.submit("again", plan, task_id=task_id) == task_id
+    with pytest.raises(TaskConflict):  # an id names one task: a second submit writes nothing
+        await harness.store.submit("again", plan, task_id=task_id)
     assert (await harness.redis.hget(harness.keys.task(task_id), "user_input")) == "input"
 
 
