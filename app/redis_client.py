@@ -36,6 +36,11 @@ def with_hiredis_packing(cls: type[AbstractConnection]) -> type[AbstractConnecti
     return type(f"Hiredis{cls.__name__}", (HiredisPacking, cls), {})
 
 
+def _tcp_only(url: str, **options: Any) -> dict[str, Any]:
+    """Socket options a unix-socket connection refuses (its constructor raises on them)."""
+    return {} if url.startswith("unix:") else options
+
+
 def make_redis(settings: Settings, *, max_connections: int = 64) -> Redis:
     """An asyncio client that rides out a Redis restart (commands retry with backoff) and,
     under a burst, waits for a pooled connection instead of failing the request: the default
@@ -50,7 +55,7 @@ def make_redis(settings: Settings, *, max_connections: int = 64) -> Redis:
         socket_connect_timeout=5,
         socket_timeout=15 + settings.block_ms / 1000,
         health_check_interval=30,
-        socket_keepalive=True,
+        **_tcp_only(settings.effective_redis_url, socket_keepalive=True),
         retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=8),
         retry_on_error=[RedisConnectionError, RedisTimeoutError, ConnectionResetError],
     )
