@@ -9,9 +9,8 @@ of an event burst, where the pause was the whole delivery tail of the fan-out be
 
 So the oldest generation is collected on a clock instead of on growth: once every
 ``interval_s``, with a backstop should allocations outrun the clock. Young collections keep
-their usual thresholds (they are cheap and free most garbage; reference counting frees the
-rest). What the process holds once started (modules, routes, models) is frozen out of the
-collector's sight for good.
+their usual thresholds. What the process holds once started (modules, routes, models) is
+frozen out of the collector's sight for good.
 """
 
 from __future__ import annotations
@@ -39,7 +38,7 @@ async def full_collections_on_a_clock(
     interval_s: float = FULL_COLLECTION_EVERY_S,
 ) -> AsyncIterator[None]:
     """For the lifetime of an event loop: freeze what exists, then run full collections every
-    ``interval_s`` and never on growth. On exit the collector is as it was."""
+    ``interval_s``, and on growth only past the backstop. On exit the collector is as it was."""
     young, middle, old = gc.get_threshold()
     gc.freeze()
     gc.set_threshold(young, middle, BACKSTOP)
