@@ -16,22 +16,10 @@ from tests.integration.procs import ROOT
 pytestmark = pytest.mark.integration
 
 
-def test_bench_quick_reports_every_figure(redis_url: str, tmp_path: Path) -> None:
+def bench(redis_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``agentic bench --quick --json ARGS`` against the test server; it must succeed."""
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "app.cli",
-            "bench",
-            "--quick",
-            "--json",
-            "--tasks",
-            "60",
-            "--streams",
-            "60",
-            "--plot",
-            str(tmp_path),
-        ],
+        [sys.executable, "-m", "app.cli", "bench", "--quick", "--json", *args],
         capture_output=True,
         text=True,
         timeout=300,
@@ -39,6 +27,11 @@ def test_bench_quick_reports_every_figure(redis_url: str, tmp_path: Path) -> Non
         env={"PATH": "/usr/bin:/bin", "AGENTIC_REDIS_URL": redis_url, "PYTHONPATH": str(ROOT)},
     )
     assert done.returncode == 0, done.stderr[-2000:]
+    return done
+
+
+def test_bench_quick_reports_every_figure(redis_url: str, tmp_path: Path) -> None:
+    done = bench(redis_url, "--tasks", "60", "--streams", "60", "--plot", str(tmp_path))
     ours = orjson.loads(done.stdout)["agentic"]
     assert ours["completed"] == ours["tasks"] == 60 and ours["failures"] == []
     for key in [
@@ -76,16 +69,7 @@ def test_bench_quick_reports_every_figure(redis_url: str, tmp_path: Path) -> Non
 
 
 def test_bench_compare_celery_runs_both_sides_and_exits_cleanly(redis_url: str) -> None:
-    args = ["bench", "--quick", "--compare", "celery", "--json", "--tasks", "40", "--streams", "20"]
-    done = subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-        env={"PATH": "/usr/bin:/bin", "AGENTIC_REDIS_URL": redis_url, "PYTHONPATH": str(ROOT)},
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = bench(redis_url, "--compare", "celery", "--tasks", "40", "--streams", "20")
     figures = orjson.loads(done.stdout)
     for system in ("agentic", "celery"):
         side = figures[system]

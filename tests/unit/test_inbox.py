@@ -15,20 +15,21 @@ async def waiting(inbox: Inbox) -> asyncio.Task[object]:
     return task
 
 
+async def keep_alive_on_the_second_tick(inbox: Inbox) -> None:
+    """A consumer that starts waiting now gets nothing at the first tick (half an interval:
+    too early) and ``KEEPALIVE`` at the second."""
+    got = await waiting(inbox)
+    inbox.tick()
+    await asyncio.sleep(0)
+    assert not got.done()
+    inbox.tick()
+    assert await got is KEEPALIVE
+
+
 async def test_a_consumer_waiting_a_whole_interval_gets_a_keep_alive() -> None:
     inbox = Inbox()
-    got = await waiting(inbox)
-    inbox.tick()  # half an interval: too early
-    await asyncio.sleep(0)
-    assert not got.done()
-    inbox.tick()
-    assert await got is KEEPALIVE
-    got = await waiting(inbox)
-    inbox.tick()  # the next keep-alive is two ticks away again
-    await asyncio.sleep(0)
-    assert not got.done()
-    inbox.tick()
-    assert await got is KEEPALIVE
+    await keep_alive_on_the_second_tick(inbox)
+    await keep_alive_on_the_second_tick(inbox)  # the next one is two ticks away again
 
 
 async def test_an_event_resets_the_interval() -> None:
@@ -36,12 +37,7 @@ async def test_an_event_resets_the_interval() -> None:
     inbox.tick()
     inbox.put_nowait(EVENT)  # written since the tick: not quiet
     assert await inbox.get() == EVENT
-    got = await waiting(inbox)
-    inbox.tick()
-    await asyncio.sleep(0)
-    assert not got.done()
-    inbox.tick()
-    assert await got is KEEPALIVE
+    await keep_alive_on_the_second_tick(inbox)
 
 
 async def test_nothing_is_queued_for_a_consumer_that_is_not_waiting() -> None:
