@@ -103,6 +103,67 @@ async def test_submit_writes_the_task_and_its_roots_in_one_unit(harness: Harness
     assert (await harness.redis.hget(harness.keys.task(task_id), "user_input")) == "input"
 
 
+async def test_submissions_that_arrive_together_go_in_one_call(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Group commit: what arrives while a call is in flight goes in the next one. Each task is
+    its own unit there: an id that exists already fails alone, the others are created."""
+    calls: list[int] = []
+    real_call = harness.store.scripts.call
+
+    async def counting_call(name: str, *args: Any, **kwargs: Any) -> Any:
+        calls.append(len(args))
+        return await real_call(name, *args, **kwargs)
+
+    monkeypatch.setattr(harness.store.scripts, "call", counting_call)
+    taken = await harness.store.submit("first", BENCH_PLAN)
+    ids = [f"t{i}" for i in range(10)]
+    outcomes = await asyncio.gather(
+        *(harness.store.submit(f"input {i}", BENCH_PLAN, task_id=i) for i in ids),
+        harness.store.submit("again", BENCH_PLAN, task_id=taken),
+        return_exceptions=True,
+    )
+    assert outcomes[:10] == ids and isinstance(outcomes[10], TaskConflict)
+    assert len(calls) == 2  # the lone first one, then the eleven that queued behind nothing
+    for i in ids:
+        fields = await harness.redis.hgetall(harness.keys.task(i))
+        assert fields["user_input"] == f"input {i}" and fields["retrieve_1|entry"]
+        assert (await harness.events(i))[0]["type"] == "plan_created"
+    entries = await harness.redis.xrange(harness.keys.agent_stream("retriever"))
+    assert [body["t"] for _, body in entries] == [taken, *ids]
+    assert (await harness.redis.hget(harness.keys.task(taken), "user_input")) == "first"
+    await harness.start_worker(agents())
+    assert {await harness.wait_state(i) for i in ids} == {"completed"}
+
+
+async def test_a_failed_submit_call_fails_its_batch_only(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every submission of a failed call gets its error (none waits forever); the next call
+    goes on, and a request cancelled while its call runs does not disturb the others."""
+    real_call = harness.store.scripts.call
+    failures = [ConnectionError("lost the server")]
+
+    async def flaky_call(name: str, *args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(0.05)
+        if failures:
+            raise failures.pop()
+        return await real_call(name, *args, **kwargs)
+
+    monkeypatch.setattr(harness.store.scripts, "call", flaky_call)
+    first = [asyncio.create_task(harness.store.submit("x", BENCH_PLAN)) for _ in range(3)]
+    await asyncio.sleep(0)
+    second = [asyncio.create_task(harness.store.submit("y", BENCH_PLAN)) for _ in range(3)]
+    for task in first:
+        with pytest.raises(ConnectionError):
+            await task
+    second[0].cancel()
+    created = await asyncio.gather(*second[1:])
+    for task_id in created:
+        assert await harness.redis.hget(harness.keys.task(task_id), "state") == "running"
+    assert second[0].cancelled()
+
+
 async def test_independent_steps_run_in_parallel(harness: Harness) -> None:
     retriever = ScriptedAgent("retriever", delay_s=0.5)
     await harness.start_worker(agents(retriever=retriever))
