@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from app.keys import Keys
+from app.orchestration.group_commit import GroupCommit
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -35,6 +36,9 @@ Event = tuple[str, str, str]  # (entry id, type, data JSON)
 KEEPALIVE: Event = ("", "", "")
 QUEUE_MAX = 10_000
 READ_COUNT = 512
+#: Stream opens whose reads share one pipeline at most.
+MAX_OPEN_BATCH = 64
+StateAndLog = tuple[str | None, list[Event]]  # (task state or None: no such task, events)
 
 
 def as_event(entry_id: str, fields: dict[str, str]) -> Event:
@@ -63,18 +67,6 @@ async def read_log(redis: Redis, events_key: str, after_id: str) -> list[Event]:
     """The log's events after ``after_id`` (exclusive), oldest first."""
     entries: Any = await redis.xrange(events_key, f"({after_id}", "+")
     return [as_event(i, f) for i, f in entries]
-
-
-async def read_state_and_log(
-    redis: Redis, task_key: str, events_key: str, after_id: str
-) -> tuple[str | None, list[Event]]:
-    """The task's state (None: no such task) and its events after ``after_id``, in one round
-    trip: every stream open needs both."""
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.hget(task_key, "state")
-        pipe.xrange(events_key, f"({after_id}", "+")
-        state, entries = await pipe.execute()
-    return state, [as_event(i, f) for i, f in entries]
 
 
 def parse_id(entry_id: str) -> tuple[int, int]:
@@ -200,6 +192,7 @@ class EventHub:
         self._waker: asyncio.Task[None] | None = None
         self._stream_to_task: dict[str, str] = {}
         self._ending = False
+        self._open_reads = GroupCommit(self._read_opens, MAX_OPEN_BATCH)
 
     @property
     def open_streams(self) -> int:
@@ -248,6 +241,24 @@ class EventHub:
             raise
         self.activate(sub, events)
         return sub
+
+    async def read_state_and_log(self, task_id: str, after_id: str) -> StateAndLog:
+        """The task's state and its events after ``after_id``: what every stream open needs.
+        Opens that arrive while a read is in flight share the next pipeline (group commit):
+        one round trip for all of them, not one each."""
+        return await self._open_reads((task_id, after_id))
+
+    async def _read_opens(self, opens: list[tuple[str, str]]) -> list[StateAndLog | Exception]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for task_id, after_id in opens:
+                pipe.hget(self.keys.task(task_id), "state")
+                pipe.xrange(self.keys.events(task_id), f"({after_id}", "+")
+            replies = await pipe.execute(raise_on_error=False)
+        answers: list[StateAndLog | Exception] = []
+        for state, entries in zip(replies[::2], replies[1::2], strict=True):
+            failed = next((r for r in (state, entries) if isinstance(r, Exception)), None)
+            answers.append(failed or (state, [as_event(i, f) for i, f in entries]))
+        return answers
 
     def register(self, task_id: str, after_id: str) -> Subscription:
         """The first half of :meth:`subscribe`, for a caller that reads the log itself (after

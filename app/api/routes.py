@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from app.api.deps import DrainDep, HubDep, PlannerDep, SettingsDep, StoreDep
 from app.api.drain import DrainState
 from app.api.errors import error_response
-from app.api.hub import EventHub, read_state_and_log
+from app.api.hub import EventHub
 from app.api.sse import hint, replay_body, valid_event_id
 from app.api.stream_response import LiveStream, event_stream_response
 from app.config import Settings
@@ -108,9 +108,7 @@ async def open_stream(
     # Registered before the log is read, so nothing appended in between is missed (hub.py).
     sub = hub.register(task_id, start)
     try:
-        raw_state, events = await read_state_and_log(
-            store.redis, store.keys.task(task_id), store.keys.events(task_id), start
-        )
+        raw_state, events = await hub.read_state_and_log(task_id, start)
         state = task_state(task_id, raw_state)  # 404 for an unknown task
     except BaseException:
         hub.unsubscribe(sub)

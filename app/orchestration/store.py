@@ -6,7 +6,6 @@ task); the scripts in ``lua/`` are its only writers.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import uuid
 from typing import TYPE_CHECKING, Any, cast
@@ -26,6 +25,7 @@ from app.models import (
     TaskState,
     TaskSummary,
 )
+from app.orchestration.group_commit import GroupCommit
 from app.orchestration.scripts import Scripts
 
 if TYPE_CHECKING:
@@ -121,8 +121,7 @@ class TaskStore:
         self.keys = keys
         self.ttl_s = ttl_s
         self.scripts = Scripts(redis)
-        self._submissions: list[tuple[list[Any], asyncio.Future[int]]] = []
-        self._submitter: asyncio.Task[None] | None = None
+        self._submit = GroupCommit(self._submit_batch, MAX_SUBMIT_BATCH)
 
     async def submit(self, user_input: str, plan: Plan, task_id: str | None = None) -> str:
         """Create the task and queue its first steps, atomically.
@@ -132,48 +131,15 @@ class TaskStore:
         server pays one script call and one round trip for a batch; each task is still created
         all or nothing."""
         task_id = task_id or new_task_id()
-        created: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._submissions.append((submission(task_id, user_input, plan), created))
-        if self._submitter is None:
-            self._submitter = asyncio.create_task(self._submit_all())
-        if not await created:
+        if not await self._submit(submission(task_id, user_input, plan)):
             raise TaskConflict(f"task {task_id!r} exists already")
         return task_id
 
-    async def _submit_all(self) -> None:
-        try:
-            while self._submissions:
-                batch = self._submissions[:MAX_SUBMIT_BATCH]
-                del self._submissions[:MAX_SUBMIT_BATCH]
-                await self._submit_batch(batch)
-        finally:
-            self._submitter = None
-            for _, future in self._submissions:  # only left if this task was cancelled
-                future.cancel()
-            self._submissions.clear()
-
-    async def _submit_batch(self, batch: list[tuple[list[Any], asyncio.Future[int]]]) -> None:
-        """One submit.lua call; every future of the batch gets its answer, or the error."""
+    async def _submit_batch(self, batch: list[list[Any]]) -> list[int]:
         args: list[Any] = [self.keys.prefix]
-        for task_args, _ in batch:
+        for task_args in batch:
             args += [len(task_args), *task_args]
-        try:
-            created = await self.scripts.call("submit", *args)
-            if len(created) != len(batch):
-                raise RuntimeError(f"submit.lua answered {len(created)} of {len(batch)} tasks")
-        except asyncio.CancelledError:
-            for _, future in batch:
-                future.cancel()
-            raise
-        except Exception as exc:
-            created = [exc] * len(batch)
-        for (_, future), answer in zip(batch, created, strict=True):
-            if future.done():  # its request was cancelled
-                continue
-            if isinstance(answer, Exception):
-                future.set_exception(answer)
-            else:
-                future.set_result(int(answer))
+        return [int(ts) for ts in await self.scripts.call("submit", *args)]
 
     async def cancel(self, task_id: str, reason: str = "cancelled by request") -> None:
         checked(task_id)

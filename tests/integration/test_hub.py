@@ -114,3 +114,37 @@ async def test_a_watcher_gets_live_events_when_the_first_one_never_activates(
     await asyncio.sleep(0.1)  # the reader blocks (block_ms=2000) unless it was woken for t5
     live = await redis.xadd(key, {"type": "e", "data": "2"})
     assert [e[0] for e in await drain_queue(second, 1, timeout=1.0)] == [live]
+
+
+async def test_stream_opens_that_arrive_together_share_one_read(
+    hub: EventHub, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each open gets its own task's state and log after its own id, in one pipeline for all;
+    a read that fails fails only its own open."""
+    ids: dict[str, list[str]] = {}
+    for task in ("a", "b"):
+        await redis.hset(hub.keys.task(task), "state", "running")
+        key = hub.keys.events(task)
+        ids[task] = [await redis.xadd(key, {"type": "e", "data": f"{task}{i}"}) for i in range(3)]
+    await redis.set(hub.keys.task("odd"), "not a hash")
+    pipelines = 0
+    real_pipeline = hub.redis.pipeline
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        nonlocal pipelines
+        pipelines += 1
+        return real_pipeline(*args, **kwargs)
+
+    monkeypatch.setattr(hub.redis, "pipeline", counting)
+    a, b, unknown, odd = await asyncio.gather(
+        hub.read_state_and_log("a", "0-0"),
+        hub.read_state_and_log("b", ids["b"][0]),
+        hub.read_state_and_log("unknown", "0-0"),
+        hub.read_state_and_log("odd", "0-0"),
+        return_exceptions=True,
+    )
+    assert a == ("running", [(i, "e", f"a{n}") for n, i in enumerate(ids["a"])])
+    assert b == ("running", [(i, "e", f"b{n}") for n, i in enumerate(ids["b"]) if n > 0])
+    assert unknown == (None, [])
+    assert isinstance(odd, Exception) and "WRONGTYPE" in str(odd)
+    assert pipelines == 1
