@@ -24,51 +24,72 @@ local function ack_later(agent, entry)
   table.insert(acks[agent], entry)
 end
 
-local FIELDS = {'state', 'attempt', 'agent', 'sink', 'dependents', 'error', 'entry', 'queued_ms',
-                'queue_wait_ms', 'runs'}
+-- What a record reads: its step's fields, then the task's, in one HMGET. The names are built
+-- once per step id and call (a batch holds the same step of many tasks).
+local STEP_FIELDS = {'state', 'attempt', 'agent', 'sink', 'dependents', 'error', 'entry',
+                     'queued_ms', 'queue_wait_ms', 'runs'}
 local TASK_FIELDS = {'state', 'n_done', 'n_steps', 'cost_units', 'tokens_in', 'tokens_out',
                      'created_ms', 'sinks'}
+local NAMES = {}
+
+local function record_names(sid)
+  local names = NAMES[sid]
+  if names == nil then
+    names = {}
+    for i, f in ipairs(STEP_FIELDS) do names[i] = sid .. '|' .. f end
+    for _, f in ipairs(TASK_FIELDS) do names[#names + 1] = f end
+    NAMES[sid] = names
+  end
+  return names
+end
+
+-- A dependent's fields that a record reads (its counter, and what it needs to be queued).
+local DEPENDENT_FIELDS = {'deps_left', 'agent', 'attempt', 'instr', 'deps'}
+local DEPENDENT_NAMES = {}
+
+local function dependent_names(dep)
+  local names = DEPENDENT_NAMES[dep]
+  if names == nil then
+    names = {}
+    for i, f in ipairs(DEPENDENT_FIELDS) do names[i] = dep .. '|' .. f end
+    DEPENDENT_NAMES[dep] = names
+  end
+  return names
+end
 
 local function record(kind, task_id, sid, fence, result, summary, text, run_ms, cost, tin, tout)
   local tk = k_task(task_id)
-  local names = {}
-  for i, f in ipairs(FIELDS) do names[i] = sid .. '|' .. f end
-  for _, f in ipairs(TASK_FIELDS) do names[#names + 1] = f end
-  local v = redis.call('HMGET', tk, unpack(names))
-  local s = {}
-  for i, f in ipairs(FIELDS) do s[f] = v[i] end
-  local t = {}
-  for i, f in ipairs(TASK_FIELDS) do t[f] = v[#FIELDS + i] end
+  local state, attempt, agent, sink, dependents, err, entry, queued_ms, queue_wait_ms, runs,
+        t_state, n_done, n_steps, cost_units, tokens_in, tokens_out, created_ms, sinks =
+    unpack(redis.call('HMGET', tk, unpack(record_names(sid))))
   local w = {}
-  local attempt
   if kind == 'c' then
     -- Ended under it (cancel, a failed sibling, an expired hash): settled, nothing to record.
-    if s.state == 'cancelled' or not t.state then return 4 end
-    if s.state ~= 'running' or s.attempt ~= fence then return 0 end
+    if state == 'cancelled' or not t_state then return 4 end
+    if state ~= 'running' or attempt ~= fence then return 0 end
     attempt = tonumber(fence)
   else
     -- Unclaimed: this delivery of the carrier entry ran it without a start.lua call. It may
     -- record only what start.lua would have let it run: a queued step of a running task.
-    if t.state ~= 'running' then return 4 end
-    if s.entry ~= fence then return 5 end
-    if s.state == 'running' then return 0 end
-    if s.state ~= 'queued' then return 5 end
-    attempt = tonumber(s.attempt)
-    local started = math.max(ts - run_ms, tonumber(s.queued_ms) or ts)
+    if t_state ~= 'running' then return 4 end
+    if entry ~= fence then return 5 end
+    if state == 'running' then return 0 end
+    if state ~= 'queued' then return 5 end
+    attempt = tonumber(attempt)
+    local queued = tonumber(queued_ms) or ts
+    local started = math.max(ts - run_ms, queued)
     put(w, sid .. '|started_ms', started)
     put(w, sid .. '|queued_ms', started)
-    put(w, sid .. '|queue_wait_ms', (tonumber(s.queue_wait_ms) or 0)
-        + math.max(0, started - (tonumber(s.queued_ms) or started)))
-    put(w, sid .. '|runs', (tonumber(s.runs) or 0) + 1)
-    emit(task_id, {type = 'step_started', step_id = sid, agent = s.agent, attempt = attempt},
+    put(w, sid .. '|queue_wait_ms', (tonumber(queue_wait_ms) or 0) + math.max(0, started - queued))
+    put(w, sid .. '|runs', (tonumber(runs) or 0) + 1)
+    emit(task_id, {type = 'step_started', step_id = sid, agent = agent, attempt = attempt},
          started)
   end
-  local agent, sink = s.agent, s.sink == '1'
-  local done = tonumber(t.n_done) + 1
-  local total_cost = tonumber(t.cost_units) + cost
-  local total_in, total_out = tonumber(t.tokens_in) + tin, tonumber(t.tokens_out) + tout
+  local done = tonumber(n_done) + 1
+  local total_cost = tonumber(cost_units) + cost
+  local total_in, total_out = tonumber(tokens_in) + tin, tonumber(tokens_out) + tout
   put(w, sid .. '|result', result)
-  if s.error then redis.call('HDEL', tk, sid .. '|error') end
+  if err then redis.call('HDEL', tk, sid .. '|error') end
   put(w, sid .. '|state', 'completed')
   put(w, sid .. '|finished_ms', ts)
   put(w, sid .. '|run_ms', run_ms)
@@ -79,10 +100,10 @@ local function record(kind, task_id, sid, fence, result, summary, text, run_ms, 
   put(w, 'cost_units', total_cost)
   put(w, 'tokens_in', total_in)
   put(w, 'tokens_out', total_out)
-  if sink then put(w, sid .. '|text', text) end
+  if sink == '1' then put(w, sid .. '|text', text) end
   emit(task_id, {type = 'step_completed', step_id = sid, agent = agent, attempt = attempt,
                  summary = summary, run_ms = run_ms, cost_units = cost}, ts)
-  if t.state ~= 'running' then
+  if t_state ~= 'running' then
     flush(tk, w)
     return 1
   end
@@ -92,21 +113,19 @@ local function record(kind, task_id, sid, fence, result, summary, text, run_ms, 
   elseif max_cost > 0 and total_cost >= max_cost then
     over = 'cost budget exhausted: ' .. total_cost .. ' of ' .. max_cost .. ' cost units'
   end
-  if over and done < tonumber(t.n_steps) then
+  if over and done < tonumber(n_steps) then
     put(w, 'error', over)
     flush(tk, w)
     close_task(task_id, tk, 'failed', ts, ttl, {type = 'task_failed', step_id = sid, error = over,
                budget = true})
     return 3
   end
-  local deps = split(s.dependents, ',')
+  local deps = split(dependents, ',')
   if #deps > 0 then
     -- One read for the dependents' counters and what a ready one needs to be queued.
     local names = {'user_input'}
     for _, dep in ipairs(deps) do
-      for _, f in ipairs({'deps_left', 'agent', 'attempt', 'instr', 'deps'}) do
-        names[#names + 1] = dep .. '|' .. f
-      end
+      for _, name in ipairs(dependent_names(dep)) do names[#names + 1] = name end
     end
     local d = redis.call('HMGET', tk, unpack(names))
     local known = {user_input = d[1], steps = {}, results = {[sid] = result}}
@@ -123,17 +142,17 @@ local function record(kind, task_id, sid, fence, result, summary, text, run_ms, 
     end
     enqueue(task_id, tk, ready, ts, w, total_in + total_out, known)
   end
-  if done < tonumber(t.n_steps) then
+  if done < tonumber(n_steps) then
     flush(tk, w)
     return 1
   end
   -- The task is complete: its output is the text of its sink steps, in plan order.
   local texts = {}
-  for _, other in ipairs(split(t.sinks, ',')) do
+  for _, other in ipairs(split(sinks, ',')) do
     texts[#texts + 1] = (other == sid) and text or (sget(tk, other, 'text') or '')
   end
   local output = table.concat(texts, '\n\n')
-  local latency = ts - tonumber(t.created_ms)
+  local latency = ts - tonumber(created_ms)
   put(w, 'state', 'completed')
   put(w, 'finished_ms', ts)
   put(w, 'latency_ms', latency)
