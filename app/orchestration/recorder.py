@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import structlog
 
 from app.config import Settings
-from app.orchestration.scripts import Scripts
+from app.orchestration.scripts import Scripts, event_head
 
 log = structlog.get_logger("agentic.worker")
 
@@ -46,13 +46,16 @@ NOT_CARRIED = 5
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """A step's result, as complete.lua takes it (``kind`` 'c' claimed, 'f' unclaimed)."""
+    """A step's result, as complete.lua takes it: ``kind`` 'c' (claimed: fenced on its
+    attempt) or 'f' (unclaimed: fenced on ``entry``, the carrier it ran from, at that attempt).
+    """
 
     kind: str
     agent: str
     task_id: str
     step_id: str
-    fence: str  # the attempt ('c') or the carrier entry ('f')
+    attempt: int
+    entry: str  # 'f' only
     result_json: bytes
     summary: str
     text: str
@@ -63,20 +66,37 @@ class Outcome:
     ack_entry: str = ""
 
     def args(self) -> list[Any]:
+        step = {
+            "type": "step_started",
+            "task_id": self.task_id,
+            "step_id": self.step_id,
+            "agent": self.agent,
+            "attempt": self.attempt,
+        }
+        # The events' JSON up to their time, here rather than in the script (see event_head).
+        started = event_head(step) if self.kind == "f" else b""
+        step.update(
+            type="step_completed",
+            summary=self.summary,
+            run_ms=self.run_ms,
+            cost_units=self.cost_units,
+        )
         return [
             self.kind,
             self.agent,
             self.task_id,
             self.step_id,
-            self.fence,
+            self.attempt,
+            self.entry,
             self.result_json,
-            self.summary,
             self.text,
             self.run_ms,
             self.cost_units,
             self.tokens_in,
             self.tokens_out,
             self.ack_entry,
+            started,
+            event_head(step),
         ]
 
 
@@ -132,7 +152,7 @@ class Recorder:
     async def ack(self, agent: str, entry_id: str) -> None:
         """ACK an entry whose steps are all settled, with the next batch (waiting up to
         ``ACK_LINGER_S`` for a record to go with)."""
-        await self._submit(["a", agent, "", "", "", "", "", "", 0, 0, 0, 0, entry_id])
+        await self._submit(["a", agent, "", "", 0, "", "", "", 0, 0, 0, 0, entry_id, "", ""])
 
     async def _submit(self, args: list[Any]) -> int:
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()

@@ -12,11 +12,23 @@ from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.commands.core import AsyncScript
 
 SCRIPT_NAMES = ("submit", "start", "complete", "fail", "promote", "cancel", "progress", "redrive")
+
+
+def event_head(event: dict[str, Any], plan_json: bytes = b"") -> bytes:
+    """An event's JSON up to its ``ts`` value, which the script appends with the closing brace
+    (the server's clock is the one every event time comes from). Laid out by the caller, not
+    in Lua: the server is the one part that every worker and API replica shares."""
+    head = orjson.dumps(event)[:-1]
+    if plan_json:
+        head += b',"plan":' + plan_json
+    return head + b',"ts":'
 
 
 @cache

@@ -26,7 +26,7 @@ from app.models import (
     TaskSummary,
 )
 from app.orchestration.group_commit import GroupCommit
-from app.orchestration.scripts import Scripts
+from app.orchestration.scripts import Scripts, event_head
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -54,15 +54,6 @@ def task_state(task_id: str, raw: object) -> TaskState:
     if raw is None:
         raise TaskNotFound(task_id)
     return TaskState(str(raw))
-
-
-def _event_head(event: dict[str, Any], plan_json: bytes = b"") -> bytes:
-    """An event's JSON up to its ``ts`` value, which the script appends with the closing brace
-    (the server's clock is the one every event time comes from)."""
-    head = orjson.dumps(event)[:-1]
-    if plan_json:
-        head += b',"plan":' + plan_json
-    return head + b',"ts":'
 
 
 def submission(task_id: str, user_input: str, plan: Plan) -> list[Any]:
@@ -95,7 +86,7 @@ def submission(task_id: str, user_input: str, plan: Plan) -> list[Any]:
         if not ndeps:
             roots.setdefault(step.agent, []).append(step)
     plan_created = {"type": "plan_created", "planner": plan.planner, "task_id": task_id}
-    args: list[Any] = [task_id, _event_head(plan_created, plan_json), len(fields) // 2, *fields]
+    args: list[Any] = [task_id, event_head(plan_created, plan_json), len(fields) // 2, *fields]
     for agent, batch in roots.items():
         # The entry body as enqueue (common.lua) writes it, what its steps need to run: a
         # worker runs them from it before claiming them. Change both together.
@@ -107,7 +98,7 @@ def submission(task_id: str, user_input: str, plan: Plan) -> list[Any]:
         args += [agent, ",".join(s.id for s in batch), orjson.dumps(body)]
         for s in batch:
             queued = {"type": "step_queued", "step_id": s.id, "agent": agent, "attempt": 1}
-            args.append(_event_head({**queued, "task_id": task_id}))
+            args.append(event_head({**queued, "task_id": task_id}))
     return args
 
 

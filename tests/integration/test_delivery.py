@@ -12,6 +12,7 @@ import pytest
 from app.errors import TaskConflict
 from app.models import Plan, PlanStep
 from app.orchestration import telemetry
+from app.orchestration.recorder import Outcome
 from tests.integration.harness import BENCH_PLAN, Harness, ScriptedAgent, agents
 
 pytestmark = pytest.mark.integration
@@ -211,10 +212,14 @@ async def test_unclaimed_outcome_is_fenced_on_its_carrier_entry(harness: Harness
     ttl = harness.settings.task_ttl_s
     ((entry, _),) = await harness.redis.xrange(harness.keys.agent_stream("retriever"))
 
-    def unclaimed(sid: str, carrier: str, ack: str = "") -> list[object]:
-        return ["f", "retriever", task_id, sid, carrier, "{}", "s", "t", 3, 1, 0, 0, ack]
+    def unclaimed(sid: str, carrier: str, attempt: int = 1) -> list[object]:
+        return Outcome(
+            "f", "retriever", task_id, sid, attempt, carrier, b"{}", "s", "t", 3, 1, 0, 0
+        ).args()
 
     assert await complete(harness, *unclaimed("retrieve_1", "1-1")) == [5]
+    # The carrier at another attempt than the one it carried (its events would say so).
+    assert await complete(harness, *unclaimed("retrieve_1", entry, attempt=2)) == [5]
     await scripts.call("start", p, task_id, 3, ttl, entry, "retrieve_2")  # claimed: running
     codes = await complete(
         harness, *unclaimed("retrieve_1", entry), *unclaimed("retrieve_2", entry)
@@ -241,7 +246,9 @@ async def test_stale_attempt_cannot_overwrite_a_result(harness: Harness) -> None
     assert reply[2:4] == ["retrieve_1", 2]
 
     def claimed(attempt: int) -> list[object]:
-        return ["c", "retriever", task_id, "retrieve_1", attempt, "{}", "s", "t", 1, 1, 0, 0, ""]
+        return Outcome(
+            "c", "retriever", task_id, "retrieve_1", attempt, "", b"{}", "s", "t", 1, 1, 0, 0
+        ).args()
 
     # One call records a batch in order: the stale attempt, the owner, then a duplicate.
     codes = await complete(harness, *claimed(1), *claimed(2), *claimed(2))
@@ -470,7 +477,7 @@ async def test_an_ack_waits_briefly_for_a_record_to_ride_with(harness: Harness) 
     await asyncio.sleep(recorder_mod.ACK_LINGER_S / 5)
     assert calls == [] and not ack.done()
     outcome = recorder_mod.Outcome(
-        "f", "retriever", task_id, "retrieve_1", entry, b"{}", "s", "t", 0, 0.0, 0, 0
+        "f", "retriever", task_id, "retrieve_1", 1, entry, b"{}", "s", "t", 0, 0.0, 0, 0
     )
     assert await recorder.record(outcome) == 1
     await ack
@@ -492,7 +499,7 @@ async def test_complete_hands_queued_entries_to_its_caller(harness: Harness) -> 
     ((entry, _),) = await harness.redis.xrange(harness.keys.agent_stream("retriever"))
 
     def unclaimed(sid: str) -> list[object]:
-        return ["f", "retriever", task_id, sid, entry, "{}", "s", "t", 1, 0, 0, 0, ""]
+        return Outcome("f", "retriever", task_id, sid, 1, entry, b"{}", "s", "t", 1, 0, 0, 0).args()
 
     # retrieve_1 queues nothing: nothing to hand off, whatever the offer.
     codes, handed = await complete(
@@ -511,7 +518,9 @@ async def test_complete_hands_queued_entries_to_its_caller(harness: Harness) -> 
     )
     assert [(p["message_id"], p["consumer"]) for p in pending] == [(analyze_entry, "me")]
     # No slot for the writer offered: the write entry waits for a read.
-    a_done = ["f", "analyzer", task_id, "analyze", analyze_entry, "{}", "s", "t", 1, 0, 0, 0, ""]
+    a_done = Outcome(
+        "f", "analyzer", task_id, "analyze", 1, analyze_entry, b"{}", "s", "t", 1, 0, 0, 0
+    ).args()
     codes, handed = await complete(harness, *a_done, consumer="me", slots="analyzer=3")
     assert codes == [1] and handed == []
     info = await harness.redis.xinfo_groups(harness.keys.agent_stream("writer"))
@@ -527,7 +536,7 @@ async def test_hand_off_to_a_missing_group_does_not_fail_the_call(harness: Harne
     task_id = await harness.store.submit("x", BENCH_PLAN)
     ((entry, _),) = await harness.redis.xrange(harness.keys.agent_stream("retriever"))
     records = [
-        ["f", "retriever", task_id, sid, entry, "{}", "s", "t", 1, 0, 0, 0, ""]
+        Outcome("f", "retriever", task_id, sid, 1, entry, b"{}", "s", "t", 1, 0, 0, 0).args()
         for sid in ("retrieve_1", "retrieve_2")
     ]
     codes, handed = await complete(
@@ -547,7 +556,22 @@ async def test_an_entry_handed_to_a_consumer_that_dies_is_reclaimed(harness: Har
     task_id = await harness.store.submit("x", BENCH_PLAN)
     ((entry, _),) = await harness.redis.xrange(harness.keys.agent_stream("retriever"))
     records = [
-        ["f", "retriever", task_id, sid, entry, "{}", "s", "t", 1, 0, 0, 0, entry if i else ""]
+        Outcome(
+            "f",
+            "retriever",
+            task_id,
+            sid,
+            1,
+            entry,
+            b"{}",
+            "s",
+            "t",
+            1,
+            0,
+            0,
+            0,
+            entry if i else "",
+        ).args()
         for i, sid in enumerate(("retrieve_1", "retrieve_2"))
     ]
     _, handed = await complete(
@@ -602,7 +626,7 @@ async def test_offered_slots_are_reserved_until_withdrawn(harness: Harness) -> N
 async def test_a_failed_hand_off_does_not_fail_the_records(harness: Harness) -> None:
     """The records of a call are settled before its hand-offs are dispatched: a consumer that
     fails to take them costs a reclaim later, never a written record reported as failed."""
-    from app.orchestration.recorder import Outcome, Recorder
+    from app.orchestration.recorder import Recorder
 
     for agent in ("retriever", "analyzer"):
         stream = harness.keys.agent_stream(agent)
@@ -627,7 +651,7 @@ async def test_a_failed_hand_off_does_not_fail_the_records(harness: Harness) -> 
     recorder.hand_off_to("me", {"analyzer": broken})  # type: ignore[dict-item]
 
     def done(sid: str) -> Outcome:
-        return Outcome("f", "retriever", task_id, sid, entry, b"{}", "s", "t", 0, 0.0, 0, 0)
+        return Outcome("f", "retriever", task_id, sid, 1, entry, b"{}", "s", "t", 0, 0.0, 0, 0)
 
     codes = await asyncio.gather(
         recorder.record(done("retrieve_1")), recorder.record(done("retrieve_2"))

@@ -26,6 +26,11 @@ local function emit(task_id, ev, ts)
   return redis.call('XADD', k_events(task_id), '*', 'type', ev['type'], 'data', cjson.encode(ev))
 end
 
+-- An event whose JSON the caller laid out up to its time (``..."ts":``): the server adds it.
+local function emit_head(task_id, event_type, head, ts)
+  return redis.call('XADD', k_events(task_id), '*', 'type', event_type, 'data', head .. ts .. '}')
+end
+
 -- Like emit, with one field whose value is JSON text already (cjson would turn [] into {}).
 local function emit_raw(task_id, ev, ts, field, json)
   ev['task_id'] = task_id

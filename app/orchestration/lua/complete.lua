@@ -1,10 +1,12 @@
 -- ARGV: prefix, ttl_s, max_tokens, max_cost (the task's budget; 0 = none), consumer and
--- slots (the hand-off: see the end), then records of 13 values each, recorded in order:
+-- slots (the hand-off: see the end), then records of 15 values each, recorded in order:
 --   kind: 'c' (complete a claimed step: fenced on its attempt), 'f' (start and complete a
---         step that ran before it was claimed: fenced on its carrier entry), 'a' (ACK only),
---   agent (whose stream delivered it), task_id, sid, attempt ('c') or entry ('f'),
---   result_json, summary, text, run_ms, cost, tokens_in, tokens_out,
---   ack_entry: the agent-stream entry to XACK once the record is settled, or ''
+--         step that ran before it was claimed: fenced on its carrier entry and attempt),
+--         'a' (ACK only),
+--   agent (whose stream delivered it), task_id, sid, attempt, entry (the carrier, 'f' only),
+--   result_json, text, run_ms, cost, tokens_in, tokens_out,
+--   ack_entry: the agent-stream entry to XACK once the record is settled, or '',
+--   step_started ('f' only) and step_completed: the events' JSON up to ``"ts":`` (Outcome.args)
 -- A worker sends every outcome that finished while its previous call was in flight in one call
 -- (group commit): the server pays one script call for the batch, not one per step.
 -- Each record: store the result and queue the steps it made ready, atomically. A task whose
@@ -26,8 +28,8 @@ end
 
 -- What a record reads: its step's fields, then the task's, in one HMGET. The names are built
 -- once per step id and call (a batch holds the same step of many tasks).
-local STEP_FIELDS = {'state', 'attempt', 'agent', 'sink', 'dependents', 'error', 'entry',
-                     'queued_ms', 'queue_wait_ms', 'runs'}
+local STEP_FIELDS = {'state', 'attempt', 'sink', 'dependents', 'error', 'entry', 'queued_ms',
+                     'queue_wait_ms', 'runs'}
 local TASK_FIELDS = {'state', 'n_done', 'n_steps', 'cost_units', 'tokens_in', 'tokens_out',
                      'created_ms', 'sinks'}
 local NAMES = {}
@@ -57,33 +59,35 @@ local function dependent_names(dep)
   return names
 end
 
-local function record(kind, task_id, sid, fence, result, summary, text, run_ms, cost, tin, tout)
+local function record(i)
+  local kind, task_id, sid, attempt_in, carrier = ARGV[i], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4],
+                                                  ARGV[i + 5]
+  local result, text = ARGV[i + 6], ARGV[i + 7]
+  local run_ms, cost = tonumber(ARGV[i + 8]), tonumber(ARGV[i + 9])
+  local tin, tout = tonumber(ARGV[i + 10]), tonumber(ARGV[i + 11])
   local tk = k_task(task_id)
-  local state, attempt, agent, sink, dependents, err, entry, queued_ms, queue_wait_ms, runs,
+  local state, attempt, sink, dependents, err, entry, queued_ms, queue_wait_ms, runs,
         t_state, n_done, n_steps, cost_units, tokens_in, tokens_out, created_ms, sinks =
     unpack(redis.call('HMGET', tk, unpack(record_names(sid))))
   local w = {}
   if kind == 'c' then
     -- Ended under it (cancel, a failed sibling, an expired hash): settled, nothing to record.
     if state == 'cancelled' or not t_state then return 4 end
-    if state ~= 'running' or attempt ~= fence then return 0 end
-    attempt = tonumber(fence)
+    if state ~= 'running' or attempt ~= attempt_in then return 0 end
   else
     -- Unclaimed: this delivery of the carrier entry ran it without a start.lua call. It may
     -- record only what start.lua would have let it run: a queued step of a running task.
     if t_state ~= 'running' then return 4 end
-    if entry ~= fence then return 5 end
+    if entry ~= carrier then return 5 end
     if state == 'running' then return 0 end
-    if state ~= 'queued' then return 5 end
-    attempt = tonumber(attempt)
+    if state ~= 'queued' or attempt ~= attempt_in then return 5 end
     local queued = tonumber(queued_ms) or ts
     local started = math.max(ts - run_ms, queued)
     put(w, sid .. '|started_ms', started)
     put(w, sid .. '|queued_ms', started)
     put(w, sid .. '|queue_wait_ms', (tonumber(queue_wait_ms) or 0) + math.max(0, started - queued))
     put(w, sid .. '|runs', (tonumber(runs) or 0) + 1)
-    emit(task_id, {type = 'step_started', step_id = sid, agent = agent, attempt = attempt},
-         started)
+    emit_head(task_id, 'step_started', ARGV[i + 13], started)
   end
   local done = tonumber(n_done) + 1
   local total_cost = tonumber(cost_units) + cost
@@ -101,8 +105,7 @@ local function record(kind, task_id, sid, fence, result, summary, text, run_ms, 
   put(w, 'tokens_in', total_in)
   put(w, 'tokens_out', total_out)
   if sink == '1' then put(w, sid .. '|text', text) end
-  emit(task_id, {type = 'step_completed', step_id = sid, agent = agent, attempt = attempt,
-                 summary = summary, run_ms = run_ms, cost_units = cost}, ts)
+  emit_head(task_id, 'step_completed', ARGV[i + 14], ts)
   if t_state ~= 'running' then
     flush(tk, w)
     return 1
@@ -166,14 +169,10 @@ end
 
 local consumer, slots = ARGV[5], ARGV[6]
 local codes = {}
-for i = 7, #ARGV, 13 do
+for i = 7, #ARGV, 15 do
   local kind, agent, ack = ARGV[i], ARGV[i + 1], ARGV[i + 12]
   local code = 1
-  if kind ~= 'a' then
-    code = record(kind, ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6],
-                  ARGV[i + 7], tonumber(ARGV[i + 8]), tonumber(ARGV[i + 9]),
-                  tonumber(ARGV[i + 10]), tonumber(ARGV[i + 11]))
-  end
+  if kind ~= 'a' then code = record(i) end
   -- The ACK comes after the record, in the same atomic unit; never for a fenced-out one.
   if code ~= 0 then ack_later(agent, ack) end
   codes[#codes + 1] = code
