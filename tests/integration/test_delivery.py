@@ -234,6 +234,26 @@ async def test_unclaimed_outcome_is_fenced_on_its_carrier_entry(harness: Harness
     assert fields["retrieve_2|state"] == "running"
 
 
+async def test_a_step_readied_by_one_batch_carries_every_result_of_it(harness: Harness) -> None:
+    """Both parallel steps recorded in one call: the step they ready is queued with both
+    results in its entry (the first one's from what the call wrote, not read back)."""
+    task_id = await harness.store.submit("x", BENCH_PLAN)
+    ((entry, _),) = await harness.redis.xrange(harness.keys.agent_stream("retriever"))
+
+    def done(sid: str) -> list[object]:
+        result = orjson.dumps({"from": sid})
+        return Outcome(
+            "f", "retriever", task_id, sid, 1, entry, result, "s", "t", 1, 0, 0, 0
+        ).args()
+
+    assert await complete(harness, *done("retrieve_1"), *done("retrieve_2")) == [1, 1]
+    ((_, body),) = await harness.redis.xrange(harness.keys.agent_stream("analyzer"))
+    assert orjson.loads(body["x"])["s"]["analyze"]["in"] == {
+        "retrieve_1": {"from": "retrieve_1"},
+        "retrieve_2": {"from": "retrieve_2"},
+    }
+
+
 async def test_stale_attempt_cannot_overwrite_a_result(harness: Harness) -> None:
     task_id = await harness.store.submit("x", BENCH_PLAN)
     scripts, p = harness.store.scripts, harness.keys.prefix

@@ -59,6 +59,10 @@ local function dependent_names(dep)
   return names
 end
 
+-- Results this call wrote, per task: a step readied by two that finished in the same batch
+-- (two parallel steps of one entry) is queued without reading the first one's result back.
+local RESULTS = {}
+
 local function record(i)
   local kind, task_id, sid, attempt_in, carrier = ARGV[i], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4],
                                                   ARGV[i + 5]
@@ -93,6 +97,8 @@ local function record(i)
   local total_cost = tonumber(cost_units) + cost
   local total_in, total_out = tonumber(tokens_in) + tin, tonumber(tokens_out) + tout
   put(w, sid .. '|result', result)
+  local written = RESULTS[task_id] or {}
+  RESULTS[task_id], written[sid] = written, result
   if err then redis.call('HDEL', tk, sid .. '|error') end
   put(w, sid .. '|state', 'completed')
   put(w, sid .. '|finished_ms', ts)
@@ -131,7 +137,7 @@ local function record(i)
       for _, name in ipairs(dependent_names(dep)) do names[#names + 1] = name end
     end
     local d = redis.call('HMGET', tk, unpack(names))
-    local known = {user_input = d[1], steps = {}, results = {[sid] = result}}
+    local known = {user_input = d[1], steps = {}, results = written}
     local ready = {}
     for i, dep in ipairs(deps) do
       local b = 1 + 5 * (i - 1)
