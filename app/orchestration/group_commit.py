@@ -34,24 +34,38 @@ class GroupCommit(Generic[Item, Answer]):
 
     async def __call__(self, item: Item) -> Answer:
         """``item``'s answer, once the call that carries it is back. A failed call raises its
-        error in every request it carried."""
+        error in every request it carried; a request cancelled before its call goes is not
+        sent."""
         answer: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         self._queue.append((item, answer))
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush())
+            self._flusher.add_done_callback(self._flusher_done)
         return await answer
 
     async def _flush(self) -> None:
         try:
             while self._queue:
-                batch = self._queue[: self._max_batch]
+                batch = [entry for entry in self._queue[: self._max_batch] if not entry[1].done()]
                 del self._queue[: self._max_batch]
-                await self._commit(batch)
+                if batch:
+                    await self._commit(batch)
         finally:
+            # At once, not in the done-callback: a request queued between this task's end and
+            # its callbacks must start a new flusher, not wait on this one.
             self._flusher = None
-            for _, answer in self._queue:  # only left if this task was cancelled
-                answer.cancel()
-            self._queue.clear()
+            self._cancel_queued()
+
+    def _flusher_done(self, task: asyncio.Task[None]) -> None:
+        if self._flusher is task:  # cancelled before it ever ran: its finally did not either
+            self._flusher = None
+            self._cancel_queued()
+
+    def _cancel_queued(self) -> None:
+        """Only requests of a flusher that was cancelled (the loop shutting down) are left."""
+        for _, answer in self._queue:
+            answer.cancel()
+        self._queue.clear()
 
     async def _commit(self, batch: list[tuple[Item, asyncio.Future[Answer]]]) -> None:
         try:

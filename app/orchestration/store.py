@@ -121,8 +121,12 @@ class TaskStore:
         flight, else with every other that arrived meanwhile in the next call. Under load the
         server pays one script call and one round trip for a batch; each task is still created
         all or nothing."""
+        chosen = task_id is not None
         task_id = task_id or new_task_id()
-        if not await self._submit(submission(task_id, user_input, plan)):
+        # An id generated here (uuid4) names no other task: if it exists, a retry of a call
+        # whose reply was lost (the client retries on connection errors) found the task that
+        # call created, and this request is answered as the one that created it.
+        if not await self._submit(submission(task_id, user_input, plan)) and chosen:
             raise TaskConflict(f"task {task_id!r} exists already")
         return task_id
 

@@ -137,6 +137,22 @@ async def test_submissions_that_arrive_together_go_in_one_call(
     assert {await harness.wait_state(i) for i in ids} == {"completed"}
 
 
+async def test_a_retried_submission_of_a_generated_id_is_not_a_conflict(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call whose reply was lost is retried by the client and finds its own task: with an id
+    the store generated, that is the task this request created, not someone else's."""
+    from app.orchestration import store as store_mod
+
+    monkeypatch.setattr(store_mod, "new_task_id", lambda: "generated")
+    assert await harness.store.submit("first", BENCH_PLAN) == "generated"
+    assert await harness.store.submit("first", BENCH_PLAN) == "generated"  # the retry
+    assert (await harness.redis.hget(harness.keys.task("generated"), "user_input")) == "first"
+    assert [e["type"] for e in await harness.events("generated")].count("plan_created") == 1
+    with pytest.raises(TaskConflict):  # an id the caller chose may name another task
+        await harness.store.submit("again", BENCH_PLAN, task_id="generated")
+
+
 async def test_a_failed_submit_call_fails_its_batch_only(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -236,7 +252,7 @@ async def test_unclaimed_outcome_is_fenced_on_its_carrier_entry(harness: Harness
 
 async def test_a_step_readied_by_one_batch_carries_every_result_of_it(harness: Harness) -> None:
     """Both parallel steps recorded in one call: the step they ready is queued with both
-    results in its entry (the first one's from what the call wrote, not read back)."""
+    results in its entry (complete.lua takes the first one's from what the call wrote)."""
     task_id = await harness.store.submit("x", BENCH_PLAN)
     ((entry, _),) = await harness.redis.xrange(harness.keys.agent_stream("retriever"))
 
@@ -252,6 +268,64 @@ async def test_a_step_readied_by_one_batch_carries_every_result_of_it(harness: H
         "retrieve_1": {"from": "retrieve_1"},
         "retrieve_2": {"from": "retrieve_2"},
     }
+
+
+async def test_recorded_events_carry_every_field_clients_read(harness: Harness) -> None:
+    """step_started and step_completed, whose JSON the worker lays out (Outcome.args) and the
+    script completes with its time, for an unclaimed step (kind 'f') and a claimed one."""
+    task_id = await harness.store.submit("x", BENCH_PLAN)
+    scripts, p = harness.store.scripts, harness.keys.prefix
+    ((entry, _),) = await harness.redis.xrange(harness.keys.agent_stream("retriever"))
+    await scripts.call("start", p, task_id, 3, harness.settings.task_ttl_s, entry, "retrieve_2")
+    common = {"agent": "retriever", "task_id": task_id, "attempt": 1, "result_json": b"{}"}
+    unclaimed = Outcome(
+        kind="f",
+        step_id="retrieve_1",
+        entry=entry,
+        summary="ok é",
+        text="",
+        run_ms=7,
+        cost_units=0.25,
+        tokens_in=3,
+        tokens_out=4,
+        **common,
+    )
+    claimed = Outcome(
+        kind="c",
+        step_id="retrieve_2",
+        entry="",
+        summary="fine",
+        text="",
+        run_ms=5,
+        cost_units=1.0,
+        tokens_in=0,
+        tokens_out=0,
+        **common,
+    )
+    assert await complete(harness, *unclaimed.args(), *claimed.args()) == [1, 1]
+    events = await harness.events(task_id)
+    mine = [e for e in events if e["type"] in ("step_started", "step_completed")]
+    assert [(e["type"], e["step_id"]) for e in mine] == [
+        ("step_started", "retrieve_2"),  # by start.lua, at the claim
+        ("step_started", "retrieve_1"),
+        ("step_completed", "retrieve_1"),
+        ("step_completed", "retrieve_2"),
+    ]
+    for event in mine:
+        assert event["task_id"] == task_id and event["agent"] == "retriever"
+        assert event["attempt"] == 1 and isinstance(event["ts"], int)
+    started, done_1, done_2 = mine[1:]
+    assert started["ts"] <= done_1["ts"] and set(started) == {
+        "type",
+        "task_id",
+        "step_id",
+        "agent",
+        "attempt",
+        "ts",
+        "id",
+    }
+    assert (done_1["summary"], done_1["run_ms"], done_1["cost_units"]) == ("ok é", 7, 0.25)
+    assert (done_2["summary"], done_2["run_ms"], done_2["cost_units"]) == ("fine", 5, 1.0)
 
 
 async def test_stale_attempt_cannot_overwrite_a_result(harness: Harness) -> None:

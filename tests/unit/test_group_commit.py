@@ -59,6 +59,7 @@ async def test_a_failed_call_fails_each_of_its_requests_and_the_next_goes_on() -
             await request
     assert await later == 6
     assert cancelled.cancelled()
+    assert server.calls == [[1, 2], [3]]  # the cancelled request was not sent
 
 
 async def test_a_short_answer_fails_the_batch_rather_than_leaving_one_waiting() -> None:
@@ -80,3 +81,17 @@ async def test_cancelled_flusher_cancels_what_waits() -> None:
     commit._flusher.cancel()  # the loop shutting down
     results = await asyncio.gather(*requests, return_exceptions=True)
     assert all(isinstance(r, asyncio.CancelledError) for r in results)
+
+
+async def test_a_flusher_cancelled_before_it_ran_leaves_nothing_stuck() -> None:
+    server = Server()
+    server.release.set()
+    commit = GroupCommit(server.send, max_batch=8)
+    request = asyncio.ensure_future(commit(1))
+    await asyncio.sleep(0)  # queued, its flusher created but not yet run
+    assert commit._flusher is not None
+    commit._flusher.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await request
+    assert await commit(2) == 4  # a new flusher, not a wait on the dead one
+    assert server.calls == [[2]]

@@ -47,17 +47,6 @@ end
 
 -- A dependent's fields that a record reads (its counter, and what it needs to be queued).
 local DEPENDENT_FIELDS = {'deps_left', 'agent', 'attempt', 'instr', 'deps'}
-local DEPENDENT_NAMES = {}
-
-local function dependent_names(dep)
-  local names = DEPENDENT_NAMES[dep]
-  if names == nil then
-    names = {}
-    for i, f in ipairs(DEPENDENT_FIELDS) do names[i] = dep .. '|' .. f end
-    DEPENDENT_NAMES[dep] = names
-  end
-  return names
-end
 
 -- Results this call wrote, per task: a step readied by two that finished in the same batch
 -- (two parallel steps of one entry) is queued without reading the first one's result back.
@@ -134,7 +123,7 @@ local function record(i)
     -- One read for the dependents' counters and what a ready one needs to be queued.
     local names = {'user_input'}
     for _, dep in ipairs(deps) do
-      for _, name in ipairs(dependent_names(dep)) do names[#names + 1] = name end
+      for _, f in ipairs(DEPENDENT_FIELDS) do names[#names + 1] = dep .. '|' .. f end
     end
     local d = redis.call('HMGET', tk, unpack(names))
     local known = {user_input = d[1], steps = {}, results = written}
