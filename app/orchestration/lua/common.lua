@@ -75,8 +75,8 @@ local QUEUED = {}
 -- ``known`` gives the input and the steps when the caller has read them: {user_input = ...,
 -- steps = {{sid =, agent =, attempt =, instr =, deps = {}}, ...}, results = {[sid] = result
 -- JSON}} with the results the caller knows (complete.lua: those its call wrote); the ones
--- read here are added to that table. A new task's root steps are laid out by store.submission (Python) in
--- the same format: change both together.
+-- read here are added to that table. A new task's root steps are laid out by
+-- store.submission (Python) in the same format: change both together.
 local function enqueue(task_id, tk, sids, ts, w, spent, known)
   if #sids == 0 then return end
   local user_input, steps, all_deps = nil, {}, {}
