@@ -100,6 +100,11 @@ class Outcome:
         ]
 
 
+def ack_args(agent: str, entry_id: str) -> list[Any]:
+    """complete.lua's record that only ACKs an entry (kind 'a')."""
+    return ["a", agent, "", "", 0, "", "", "", 0, 0, 0, 0, entry_id, "", ""]
+
+
 Entry = tuple[str, dict[str, str]]
 
 
@@ -152,7 +157,7 @@ class Recorder:
     async def ack(self, agent: str, entry_id: str) -> None:
         """ACK an entry whose steps are all settled, with the next batch (waiting up to
         ``ACK_LINGER_S`` for a record to go with)."""
-        await self._submit(["a", agent, "", "", 0, "", "", "", 0, 0, 0, 0, entry_id, "", ""])
+        await self._submit(ack_args(agent, entry_id))
 
     async def _submit(self, args: list[Any]) -> int:
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()

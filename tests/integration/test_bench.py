@@ -79,3 +79,21 @@ def test_bench_compare_celery_runs_both_sides_and_exits_cleanly(redis_url: str) 
     assert figures["celery"]["redis_commands_per_step"] > 0
     # Celery's results are released while the server runs, not at exit under the report.
     assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr
+
+
+def test_script_cost_reports_every_phase(redis_url: str) -> None:
+    """``python -m app.bench.script_cost`` (the scripts' server time per phase, for comparing
+    versions of a script) runs the DAG to the end and reports each phase."""
+    done = subprocess.run(
+        [sys.executable, "-m", "app.bench.script_cost", "--tasks", "24", "--redis-url", redis_url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = {line.split()[0]: line.split()[1:] for line in done.stdout.splitlines()[1:]}
+    assert list(rows) == ["submit", "retriever", "analyzer", "writer", "total"]
+    for name, (script_us, commands, cpu_us) in rows.items():
+        assert float(script_us) > 0 and float(commands) > 0 and float(cpu_us) >= 0, name

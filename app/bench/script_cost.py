@@ -1,0 +1,179 @@
+"""Server time of each script phase of the bench DAG: ``python -m app.bench.script_cost``.
+
+No HTTP, no worker processes: tasks are submitted through ``TaskStore`` (8 at a time, the size
+of the group commit's batches at saturation), then their steps are recorded phase by phase
+(retrieve, analyze, write) as a worker's ``Recorder`` sends them, ``--batch`` records per
+``complete.lua`` call, each step run by the no-op agent from its entry. For each phase it
+prints the server's µs and commands per task (``INFO commandstats`` deltas; script-internal
+calls count). The full bench's figures move 10 % run to run on these machines; these move a
+few percent, which is what comparing two versions of a script needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+
+from app.agents.base import StepInput
+from app.agents.noop import NoopAgent
+from app.agents.planner import OfflinePlanner
+from app.keys import Keys
+from app.orchestration.consumer import output_text
+from app.orchestration.recorder import Outcome, ack_args
+from app.orchestration.store import TaskStore
+
+TASK = "Compare Redis Streams and Kafka for job queues"
+AGENTS = ("retriever", "analyzer", "writer")
+SUBMIT_BATCH = 8
+
+
+@dataclass(frozen=True)
+class Phase:
+    script_us: float  # EVALSHA server time per task, script-internal calls included
+    commands: float  # commands per task, script-internal calls included
+    cpu_us: float  # server CPU per task (user + sys), the round trips' cost included
+
+
+async def _stats(redis: Redis) -> tuple[float, int, float]:
+    commands, cpu = await redis.info("commandstats"), await redis.info("cpu")
+    script = commands.get("cmdstat_evalsha", {}).get("usec", 0)
+    calls = sum(int(stat["calls"]) for stat in commands.values())
+    return float(script), calls, float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+
+
+async def _phase(redis: Redis, tasks: int, work: Callable[[], Awaitable[None]]) -> Phase:
+    before = await _stats(redis)
+    await work()
+    after = await _stats(redis)
+    probes = 2  # the first snapshot's own two INFO calls, counted once they have answered
+    return Phase(
+        script_us=(after[0] - before[0]) / tasks,
+        commands=(after[1] - before[1] - probes) / tasks,
+        cpu_us=(after[2] - before[2]) * 1e6 / tasks,
+    )
+
+
+async def _records(redis: Redis, keys: Keys, agent: str) -> list[list[Any]]:
+    """Every queued entry of ``agent``, delivered to one consumer and run by the no-op agent:
+    the records (and the ACKs of entries of several steps) a worker would send."""
+    stream = keys.agent_stream(agent)
+    reply: Any = await redis.xreadgroup(agent, "probe", {stream: ">"}, count=1_000_000)
+    entries: list[tuple[str, dict[str, str]]] = reply[0][1] if reply else []
+    records: list[list[Any]] = []
+    for entry_id, fields in entries:
+        spec, sids = orjson.loads(fields["x"]), fields["s"].split(",")
+        for sid in sids:
+            step = StepInput(
+                task_id=fields["t"],
+                step_id=sid,
+                agent=agent,
+                instruction=spec["s"][sid]["i"],
+                user_input=spec["u"],
+                attempt=int(spec["s"][sid]["a"]),
+                inputs=spec["s"][sid]["in"],
+            )
+            out = await NoopAgent(agent).run(step)
+            outcome = Outcome(
+                kind="f",
+                agent=agent,
+                task_id=step.task_id,
+                step_id=sid,
+                attempt=step.attempt,
+                entry=entry_id,
+                result_json=orjson.dumps(out.data),
+                summary=out.summary,
+                text=output_text(out),
+                run_ms=0,
+                cost_units=out.cost_units,
+                tokens_in=out.tokens_in,
+                tokens_out=out.tokens_out,
+                ack_entry=entry_id if len(sids) == 1 else "",
+            )
+            records.append(outcome.args())
+        if len(sids) > 1:  # ACKed once all its steps are recorded
+            records.append(ack_args(agent, entry_id))
+    return records
+
+
+async def measure(redis_url: str, tasks: int = 600, batch: int = 8) -> dict[str, Phase]:
+    """Per phase (submit, then each agent's records), the server's cost per task."""
+    redis = Redis.from_url(redis_url, decode_responses=True)
+    keys = Keys(f"probe{uuid.uuid4().hex[:8]}")
+    store = TaskStore(redis, keys, ttl_s=600)
+    try:
+        for agent in AGENTS:
+            await redis.xgroup_create(keys.agent_stream(agent), agent, id="0", mkstream=True)
+        plan = await OfflinePlanner().plan(TASK)
+        ids: list[str] = []
+
+        async def submit() -> None:
+            for start in range(0, tasks, SUBMIT_BATCH):
+                group = (store.submit(TASK, plan) for _ in range(min(SUBMIT_BATCH, tasks - start)))
+                ids.extend(await asyncio.gather(*group))
+
+        phases = {"submit": await _phase(redis, tasks, submit)}
+        header = [keys.prefix, 600, 0, 0, "", ""]
+        for agent in AGENTS:
+            records = await _records(redis, keys, agent)
+
+            async def record(records: list[list[Any]] = records) -> None:
+                for start in range(0, len(records), batch):
+                    args = [*header]
+                    for one in records[start : start + batch]:
+                        args += one
+                    await store.scripts.call("complete", *args)
+
+            phases[agent] = await _phase(redis, tasks, record)
+        states = [await redis.hget(keys.task(task_id), "state") for task_id in ids]
+        if states.count("completed") != tasks:
+            raise RuntimeError(f"{states.count('completed')} of {tasks} tasks completed")
+        return phases
+    finally:
+        await redis.aclose()
+
+
+def report(phases: dict[str, Phase]) -> str:
+    lines = [f"{'phase':10s} {'script µs':>10s} {'commands':>9s} {'CPU µs':>8s}  (per task)"]
+    for name, p in [*phases.items(), ("total", _total(phases))]:
+        lines.append(f"{name:10s} {p.script_us:10.1f} {p.commands:9.1f} {p.cpu_us:8.1f}")
+    return "\n".join(lines)
+
+
+def _total(phases: dict[str, Phase]) -> Phase:
+    values = phases.values()
+    return Phase(
+        sum(p.script_us for p in values),
+        sum(p.commands for p in values),
+        sum(p.cpu_us for p in values),
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m app.bench.script_cost", description=__doc__)
+    parser.add_argument("--tasks", type=int, default=600)
+    parser.add_argument("--batch", type=int, default=8, help="records per complete.lua call")
+    parser.add_argument("--redis-url", help="default: an embedded Valkey of its own")
+    args = parser.parse_args()
+    if args.redis_url:
+        print(report(asyncio.run(measure(args.redis_url, args.tasks, args.batch))))
+        return
+    from app.embedded import start_embedded
+
+    server = start_embedded(Path(tempfile.mkdtemp(prefix="script-cost-")), durable=False)
+    try:
+        print(report(asyncio.run(measure(str(server.connection_url), args.tasks, args.batch))))
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
