@@ -23,11 +23,10 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-from app.agents.base import StepInput
 from app.agents.noop import NoopAgent
 from app.agents.planner import OfflinePlanner
 from app.keys import Keys
-from app.orchestration.consumer import output_text
+from app.orchestration.consumer import output_text, steps_in_entry
 from app.orchestration.recorder import Outcome, ack_args
 from app.orchestration.store import TaskStore
 
@@ -70,23 +69,14 @@ async def _records(redis: Redis, keys: Keys, agent: str) -> list[list[Any]]:
     entries: list[tuple[str, dict[str, str]]] = reply[0][1] if reply else []
     records: list[list[Any]] = []
     for entry_id, fields in entries:
-        spec, sids = orjson.loads(fields["x"]), fields["s"].split(",")
-        for sid in sids:
-            step = StepInput(
-                task_id=fields["t"],
-                step_id=sid,
-                agent=agent,
-                instruction=spec["s"][sid]["i"],
-                user_input=spec["u"],
-                attempt=int(spec["s"][sid]["a"]),
-                inputs=spec["s"][sid]["in"],
-            )
+        sids = fields["s"].split(",")
+        for step in steps_in_entry(fields["t"], agent, sids, fields["x"], max_tokens=0):
             out = await NoopAgent(agent).run(step)
             outcome = Outcome(
                 kind="f",
                 agent=agent,
                 task_id=step.task_id,
-                step_id=sid,
+                step_id=step.step_id,
                 attempt=step.attempt,
                 entry=entry_id,
                 result_json=orjson.dumps(out.data),

@@ -64,6 +64,33 @@ def output_text(out: StepOutput) -> str:
     return markdown if isinstance(markdown, str) else out.summary
 
 
+def budget_left(max_tokens: int, tokens_spent: int) -> int | None:
+    """Tokens a task may still spend under ``max_tokens`` (0: no limit, None)."""
+    return max(0, max_tokens - tokens_spent) if max_tokens else None
+
+
+def steps_in_entry(
+    task_id: str, agent: str, sids: list[str], raw: str, max_tokens: int
+) -> list[StepInput]:
+    """The steps an entry carries, from its ``x`` body (laid out by ``enqueue`` in common.lua
+    and ``store.submission``). Raises on a body that does not cover them all."""
+    spec = orjson.loads(raw)
+    left = budget_left(max_tokens, int(spec["k"]))
+    return [
+        StepInput(
+            task_id=task_id,
+            step_id=sid,
+            agent=agent,
+            attempt=int(spec["s"][sid]["a"]),
+            instruction=spec["s"][sid]["i"],
+            user_input=spec["u"],
+            inputs=spec["s"][sid]["in"],
+            budget_tokens_left=left,
+        )
+        for sid in sids
+    ]
+
+
 class AgentConsumer:
     def __init__(
         self,
@@ -313,7 +340,7 @@ class AgentConsumer:
         )
         if not reply:
             return []
-        user_input, budget_left = reply[0], self._budget_left(int(reply[1]))
+        user_input, tokens_left = reply[0], self._budget_left(int(reply[1]))
         return [
             StepInput(
                 task_id=task_id,
@@ -323,7 +350,7 @@ class AgentConsumer:
                 instruction=reply[i + 2],
                 user_input=user_input,
                 inputs=orjson.loads(reply[i + 3]),
-                budget_tokens_left=budget_left,
+                budget_tokens_left=tokens_left,
             )
             for i in range(2, len(reply), 4)
         ]
@@ -363,28 +390,13 @@ class AgentConsumer:
         if not raw:
             return None
         try:
-            spec = orjson.loads(raw)
-            budget_left = self._budget_left(int(spec["k"]))
-            return [
-                StepInput(
-                    task_id=task_id,
-                    step_id=sid,
-                    agent=self.name,
-                    attempt=int(spec["s"][sid]["a"]),
-                    instruction=spec["s"][sid]["i"],
-                    user_input=spec["u"],
-                    inputs=spec["s"][sid]["in"],
-                    budget_tokens_left=budget_left,
-                )
-                for sid in sids
-            ]
+            return steps_in_entry(task_id, self.name, sids, raw, self.settings.task_max_tokens)
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             log.warning("entry's step inputs unreadable, claiming first", agent=self.name)
             return None
 
     def _budget_left(self, tokens_spent: int) -> int | None:
-        limit = self.settings.task_max_tokens
-        return max(0, limit - tokens_spent) if limit else None
+        return budget_left(self.settings.task_max_tokens, tokens_spent)
 
     async def run_step(
         self, step: StepInput, ack_entry: str = "", claim: Claim | None = None
