@@ -12,17 +12,20 @@ import redis
 class Snapshot:
     commands: int
     cpu_s: float
+    script_us: float  # server time in EVALSHA, script-internal calls included
 
 
 def snapshot(url: str) -> Snapshot:
     client = redis.Redis.from_url(url)
     try:
         stats, cpu = client.info("stats"), client.info("cpu")
+        script_us = client.info("commandstats").get("cmdstat_evalsha", {}).get("usec", 0)
     finally:
         client.close()
     return Snapshot(
         int(stats["total_commands_processed"]),
         float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]),
+        float(script_us),
     )
 
 

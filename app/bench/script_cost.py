@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 
 from app.agents.noop import NoopAgent
 from app.agents.planner import OfflinePlanner
+from app.bench import probe
 from app.keys import Keys
 from app.orchestration.consumer import output_text, steps_in_entry
 from app.orchestration.recorder import Outcome, ack_args
@@ -42,23 +43,12 @@ class Phase:
     cpu_us: float  # server CPU per task (user + sys), the round trips' cost included
 
 
-async def _stats(redis: Redis) -> tuple[float, int, float]:
-    commands, cpu = await redis.info("commandstats"), await redis.info("cpu")
-    script = commands.get("cmdstat_evalsha", {}).get("usec", 0)
-    calls = sum(int(stat["calls"]) for stat in commands.values())
-    return float(script), calls, float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
-
-
-async def _phase(redis: Redis, tasks: int, work: Callable[[], Awaitable[None]]) -> Phase:
-    before = await _stats(redis)
+async def _phase(url: str, tasks: int, work: Callable[[], Awaitable[None]]) -> Phase:
+    before = await asyncio.to_thread(probe.snapshot, url)
     await work()
-    after = await _stats(redis)
-    probes = 2  # the first snapshot's own two INFO calls, counted once they have answered
-    return Phase(
-        script_us=(after[0] - before[0]) / tasks,
-        commands=(after[1] - before[1] - probes) / tasks,
-        cpu_us=(after[2] - before[2]) * 1e6 / tasks,
-    )
+    after = await asyncio.to_thread(probe.snapshot, url)
+    commands, cpu_us = probe.per_step(before, after, tasks)  # per task here
+    return Phase((after.script_us - before.script_us) / tasks, commands, cpu_us)
 
 
 async def _records(redis: Redis, keys: Keys, agent: str) -> list[list[Any]]:
@@ -110,7 +100,7 @@ async def measure(redis_url: str, tasks: int = 600, batch: int = 8) -> dict[str,
                 group = (store.submit(TASK, plan) for _ in range(min(SUBMIT_BATCH, tasks - start)))
                 ids.extend(await asyncio.gather(*group))
 
-        phases = {"submit": await _phase(redis, tasks, submit)}
+        phases = {"submit": await _phase(redis_url, tasks, submit)}
         header = [keys.prefix, 600, 0, 0, "", ""]
         for agent in AGENTS:
             records = await _records(redis, keys, agent)
@@ -122,7 +112,7 @@ async def measure(redis_url: str, tasks: int = 600, batch: int = 8) -> dict[str,
                         args += one
                     await store.scripts.call("complete", *args)
 
-            phases[agent] = await _phase(redis, tasks, record)
+            phases[agent] = await _phase(redis_url, tasks, record)
         states = [await redis.hget(keys.task(task_id), "state") for task_id in ids]
         if states.count("completed") != tasks:
             raise RuntimeError(f"{states.count('completed')} of {tasks} tasks completed")
