@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from functools import partial
 from typing import Any
 
 import orjson
@@ -277,31 +278,12 @@ async def test_recorded_events_carry_every_field_clients_read(harness: Harness) 
     scripts, p = harness.store.scripts, harness.keys.prefix
     ((entry, _),) = await harness.redis.xrange(harness.keys.agent_stream("retriever"))
     await scripts.call("start", p, task_id, 3, harness.settings.task_ttl_s, entry, "retrieve_2")
-    common = {"agent": "retriever", "task_id": task_id, "attempt": 1, "result_json": b"{}"}
-    unclaimed = Outcome(
-        kind="f",
-        step_id="retrieve_1",
-        entry=entry,
-        summary="ok é",
-        text="",
-        run_ms=7,
-        cost_units=0.25,
-        tokens_in=3,
-        tokens_out=4,
-        **common,
-    )
-    claimed = Outcome(
-        kind="c",
-        step_id="retrieve_2",
-        entry="",
-        summary="fine",
-        text="",
-        run_ms=5,
-        cost_units=1.0,
-        tokens_in=0,
-        tokens_out=0,
-        **common,
-    )
+    retrieved = partial(Outcome, agent="retriever", task_id=task_id, attempt=1,
+                        result_json=b"{}", text="")  # fmt: skip
+    unclaimed = retrieved("f", step_id="retrieve_1", entry=entry, summary="ok é", run_ms=7,
+                          cost_units=0.25, tokens_in=3, tokens_out=4)  # fmt: skip
+    claimed = retrieved("c", step_id="retrieve_2", entry="", summary="fine", run_ms=5,
+                        cost_units=1.0, tokens_in=0, tokens_out=0)  # fmt: skip
     assert await complete(harness, *unclaimed.args(), *claimed.args()) == [1, 1]
     events = await harness.events(task_id)
     mine = [e for e in events if e["type"] in ("step_started", "step_completed")]
