@@ -26,17 +26,10 @@ local function emit(task_id, ev, ts)
   return redis.call('XADD', k_events(task_id), '*', 'type', ev['type'], 'data', cjson.encode(ev))
 end
 
--- An event whose JSON the caller laid out up to its time (``..."ts":``): the server adds it.
+-- An event whose JSON the caller laid out up to its time (``..."ts":``): the server adds it
+-- (``ts`` a number, or its text when one time goes into many events).
 local function emit_head(task_id, event_type, head, ts)
   return redis.call('XADD', k_events(task_id), '*', 'type', event_type, 'data', head .. ts .. '}')
-end
-
--- Like emit, with one field whose value is JSON text already (cjson would turn [] into {}).
-local function emit_raw(task_id, ev, ts, field, json)
-  ev['task_id'] = task_id
-  ev['ts'] = ts
-  local data = string.sub(cjson.encode(ev), 1, -2) .. ',' .. cjson.encode(field) .. ':' .. json .. '}'
-  return redis.call('XADD', k_events(task_id), '*', 'type', ev['type'], 'data', data)
 end
 
 local function sget(tk, sid, f) return redis.call('HGET', tk, sid .. '|' .. f) end

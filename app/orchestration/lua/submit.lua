@@ -8,7 +8,7 @@
 -- Creates each task, queues its root steps and writes plan_created, all or nothing per task.
 -- Returns, per task, the server time it was created at, or 0 if its id exists already.
 local ts = now_ms()
-local ts_json = ts .. '}'
+local ts_text = tostring(ts)  -- formatted once for every event of the call
 
 local function submit(first, last)
   local task_id, n = ARGV[first], tonumber(ARGV[first + 2])
@@ -16,8 +16,7 @@ local function submit(first, last)
   if redis.call('EXISTS', tk) == 1 then return 0 end
   local w = {unpack(ARGV, first + 3, first + 2 + 2 * n)}
   put(w, 'created_ms', ts)
-  local events = k_events(task_id)
-  redis.call('XADD', events, '*', 'type', 'plan_created', 'data', ARGV[first + 1] .. ts_json)
+  emit_head(task_id, 'plan_created', ARGV[first + 1], ts_text)
   local i = first + 3 + 2 * n
   while i <= last do
     local agent, ids = ARGV[i], ARGV[i + 1]
@@ -26,7 +25,7 @@ local function submit(first, last)
     for _, sid in ipairs(split(ids, ',')) do
       put(w, sid .. '|queued_ms', ts)
       put(w, sid .. '|entry', entry)
-      redis.call('XADD', events, '*', 'type', 'step_queued', 'data', ARGV[i] .. ts_json)
+      emit_head(task_id, 'step_queued', ARGV[i], ts_text)
       i = i + 1
     end
   end
