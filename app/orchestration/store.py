@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 TASK_ID = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 #: Tasks per submit call: bounds the script's run time (other clients wait while it runs).
 MAX_SUBMIT_BATCH = 32
+#: An event of a task's log as its stream holds it: (entry id, type, data JSON).
+LogEvent = tuple[str, str, str]
 
 
 def new_task_id() -> str:
@@ -56,11 +58,12 @@ def task_state(task_id: str, raw: object) -> TaskState:
     return TaskState(str(raw))
 
 
-def submission(task_id: str, user_input: str, plan: Plan) -> list[Any]:
+def submission(task_id: str, user_input: str, plan: Plan, *, chosen: bool = False) -> list[Any]:
     """submit.lua's arguments after the prefix: the new task hash field by field, the root
-    steps' entries and the events. Laid out here rather than in the script because the server
-    is the one part that every worker and API replica shares: building these fields in Lua was
-    about half of submit's server time."""
+    steps' entries and plan_created (which names the roots it queues). Laid out here rather
+    than in the script because the server is the one part that every worker and API replica
+    shares: building these fields in Lua was about half of submit's server time. ``chosen``:
+    the client named the task id (the script then checks that no such task exists)."""
     steps = plan.steps
     plan_json = plan.model_dump_json(include={"steps"}).encode()
     dependents: dict[str, list[str]] = {s.id: [] for s in steps}
@@ -85,20 +88,31 @@ def submission(task_id: str, user_input: str, plan: Plan) -> list[Any]:
         ]  # fmt: skip
         if not ndeps:
             roots.setdefault(step.agent, []).append(step)
-    plan_created = {"type": "plan_created", "planner": plan.planner, "task_id": task_id}
-    args: list[Any] = [task_id, event_head(plan_created, plan_json), len(fields) // 2, *fields]
+    plan_created = {
+        "type": "plan_created",
+        "planner": plan.planner,
+        "task_id": task_id,
+        "queued": [
+            {"step_id": s.id, "agent": agent, "attempt": 1}
+            for agent, batch in roots.items()
+            for s in batch
+        ],
+    }
+    head = event_head(plan_created, plan_json)
+    args: list[Any] = [task_id, "1" if chosen else "0", head, len(fields) // 2, *fields]
     for agent, batch in roots.items():
         # The entry body as enqueue (common.lua) writes it, what its steps need to run: a
-        # worker runs them from it before claiming them. Change both together.
+        # worker runs them from it before claiming them, and names their dependents (``d``)
+        # when it records them. Change both together.
         body = {
             "u": user_input,
             "k": 0,
-            "s": {s.id: {"a": 1, "i": s.instruction, "in": {}} for s in batch},
+            "s": {
+                s.id: {"a": 1, "i": s.instruction, "in": {}, "d": ",".join(dependents[s.id])}
+                for s in batch
+            },
         }
         args += [agent, ",".join(s.id for s in batch), orjson.dumps(body)]
-        for s in batch:
-            queued = {"type": "step_queued", "step_id": s.id, "agent": agent, "attempt": 1}
-            args.append(event_head({**queued, "task_id": task_id}))
     return args
 
 
@@ -115,7 +129,15 @@ class TaskStore:
         self._submit = GroupCommit(self._submit_batch, MAX_SUBMIT_BATCH)
 
     async def submit(self, user_input: str, plan: Plan, task_id: str | None = None) -> str:
-        """Create the task and queue its first steps, atomically.
+        """Create the task and queue its first steps, atomically; returns its id."""
+        return (await self.submit_logged(user_input, plan, task_id))[0]
+
+    async def submit_logged(
+        self, user_input: str, plan: Plan, task_id: str | None = None
+    ) -> tuple[str, LogEvent | None]:
+        """:meth:`submit`, also returning the task's first event (plan_created) as its log
+        holds it, when this call created the task: the API's stream hub serves it to the
+        task's first watchers without reading the log back.
 
         Group commit, as the workers record steps: a submission goes at once if no call is in
         flight, else with every other that arrived meanwhile in the next call. Under load the
@@ -123,18 +145,25 @@ class TaskStore:
         all or nothing."""
         chosen = task_id is not None
         task_id = task_id or new_task_id()
-        # An id generated here (uuid4) names no other task: if it exists, a retry of a call
-        # whose reply was lost (the client retries on connection errors) found the task that
-        # call created, and this request is answered as the one that created it.
-        if not await self._submit(submission(task_id, user_input, plan)) and chosen:
-            raise TaskConflict(f"task {task_id!r} exists already")
-        return task_id
+        args = submission(task_id, user_input, plan, chosen=chosen)
+        created_ms, entry_id = await self._submit(args)
+        if not created_ms:
+            if chosen:
+                raise TaskConflict(f"task {task_id!r} exists already")
+            # An id generated here (uuid4) names no other task: a retry of a call whose reply
+            # was lost (the client retries on connection errors) found the task that call
+            # created, and this request is answered as the one that created it. Its
+            # plan_created is not known here: the caller reads the log.
+            return task_id, None
+        head: bytes = args[2]
+        return task_id, (entry_id, "plan_created", f"{head.decode()}{created_ms}}}")
 
-    async def _submit_batch(self, batch: list[list[Any]]) -> list[int]:
+    async def _submit_batch(self, batch: list[list[Any]]) -> list[tuple[int, str]]:
         args: list[Any] = [self.keys.prefix]
         for task_args in batch:
             args += [len(task_args), *task_args]
-        return [int(ts) for ts in await self.scripts.call("submit", *args)]
+        replies = await self.scripts.call("submit", *args)
+        return [(int(ts), str(entry_id)) for ts, entry_id in replies]
 
     async def cancel(self, task_id: str, reason: str = "cancelled by request") -> None:
         checked(task_id)
