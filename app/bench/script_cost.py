@@ -60,7 +60,7 @@ async def _records(redis: Redis, keys: Keys, agent: str) -> list[list[Any]]:
     records: list[list[Any]] = []
     for entry_id, fields in entries:
         sids = fields["s"].split(",")
-        for step in steps_in_entry(fields["t"], agent, sids, fields["x"], max_tokens=0):
+        for step, dependents in steps_in_entry(fields["t"], agent, sids, fields["x"], 0):
             out = await NoopAgent(agent).run(step)
             outcome = Outcome(
                 kind="f",
@@ -77,6 +77,7 @@ async def _records(redis: Redis, keys: Keys, agent: str) -> list[list[Any]]:
                 tokens_in=out.tokens_in,
                 tokens_out=out.tokens_out,
                 ack_entry=entry_id if len(sids) == 1 else "",
+                dependents=dependents,
             )
             records.append(outcome.args())
         if len(sids) > 1:  # ACKed once all its steps are recorded

@@ -29,7 +29,7 @@ import contextlib
 import functools
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 import structlog
@@ -69,23 +69,33 @@ def budget_left(max_tokens: int, tokens_spent: int) -> int | None:
     return max(0, max_tokens - tokens_spent) if max_tokens else None
 
 
+class EntryStep(NamedTuple):
+    step: StepInput
+    #: Its dependents as the entry names them ("a,b"), or "?" (an entry from before ``d``):
+    #: handed back with its result so complete.lua reads them with the step.
+    dependents: str
+
+
 def steps_in_entry(
     task_id: str, agent: str, sids: list[str], raw: str, max_tokens: int
-) -> list[StepInput]:
+) -> list[EntryStep]:
     """The steps an entry carries, from its ``x`` body (laid out by ``enqueue`` in common.lua
     and ``store.submission``). Raises on a body that does not cover them all."""
     spec = orjson.loads(raw)
     left = budget_left(max_tokens, int(spec["k"]))
     return [
-        StepInput(
-            task_id=task_id,
-            step_id=sid,
-            agent=agent,
-            attempt=int(spec["s"][sid]["a"]),
-            instruction=spec["s"][sid]["i"],
-            user_input=spec["u"],
-            inputs=spec["s"][sid]["in"],
-            budget_tokens_left=left,
+        EntryStep(
+            StepInput(
+                task_id=task_id,
+                step_id=sid,
+                agent=agent,
+                attempt=int(spec["s"][sid]["a"]),
+                instruction=spec["s"][sid]["i"],
+                user_input=spec["u"],
+                inputs=spec["s"][sid]["in"],
+                budget_tokens_left=left,
+            ),
+            str(spec["s"][sid].get("d", "?")),
         )
         for sid in sids
     ]
@@ -312,7 +322,10 @@ class AgentConsumer:
         if not redelivered and self.claim_after_s > 0:
             unclaimed = self._inputs_from_entry(task_id, sids, fields.get("x"))
         if unclaimed is not None:
-            runs = [(step, Claim(self, task_id, step.step_id, entry_id)) for step in unclaimed]
+            runs = [
+                (step, Claim(self, task_id, step.step_id, entry_id, dependents))
+                for step, dependents in unclaimed
+            ]
         else:
             runs = [(step, None) for step in await self._claim_all(entry_id, task_id, sids)]
         if len(runs) == 1 and len(sids) == 1:
@@ -384,7 +397,7 @@ class AgentConsumer:
 
     def _inputs_from_entry(
         self, task_id: str, sids: list[str], raw: str | None
-    ) -> list[StepInput] | None:
+    ) -> list[EntryStep] | None:
         """The steps' inputs from the entry's ``x`` field, or None if it is missing or does not
         cover them all (the entry then takes the claim-first path)."""
         if not raw:
@@ -452,6 +465,7 @@ class AgentConsumer:
                 tokens_in=out.tokens_in,
                 tokens_out=out.tokens_out,
                 ack_entry=ack_entry,
+                dependents="?" if claim is None else claim.dependents,
             )
         )
         if code == BUDGET_STOP:
@@ -546,11 +560,19 @@ class Claim:
     """The deferred start.lua call of one step run before it was claimed: made at most once,
     by whoever needs it first (the claim timer, the first progress write, a failure)."""
 
-    def __init__(self, consumer: AgentConsumer, task_id: str, step_id: str, entry_id: str) -> None:
+    def __init__(
+        self,
+        consumer: AgentConsumer,
+        task_id: str,
+        step_id: str,
+        entry_id: str,
+        dependents: str = "?",
+    ) -> None:
         self._consumer = consumer
         self.task_id = task_id
         self.step_id = step_id
         self.entry_id = entry_id
+        self.dependents = dependents
         self.requested = False
         self._call: asyncio.Future[int | None] | None = None
 

@@ -64,6 +64,9 @@ class Outcome:
     tokens_in: int
     tokens_out: int
     ack_entry: str = ""
+    #: The step's dependents as its entry named them ("a,b"), or "?" if unknown: complete.lua
+    #: reads them with the step (one read per task and call) and checks them against the hash.
+    dependents: str = "?"
 
     def args(self) -> list[Any]:
         step = {
@@ -97,12 +100,13 @@ class Outcome:
             self.ack_entry,
             started,
             event_head(step),
+            self.dependents,
         ]
 
 
 def ack_args(agent: str, entry_id: str) -> list[Any]:
     """complete.lua's record that only ACKs an entry (kind 'a')."""
-    return ["a", agent, "", "", 0, "", "", "", 0, 0, 0, 0, entry_id, "", ""]
+    return ["a", agent, "", "", 0, "", "", "", 0, 0, 0, 0, entry_id, "", "", ""]
 
 
 Entry = tuple[str, dict[str, str]]

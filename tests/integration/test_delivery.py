@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 import pytest
+import redis
 
 from app.errors import TaskConflict
 from app.models import Plan, PlanStep
@@ -52,8 +53,8 @@ async def test_ready_steps_for_one_agent_are_batched_in_one_entry(harness: Harne
         "u": "compare a and b",
         "k": 0,
         "s": {
-            "retrieve_1": {"a": 1, "i": "a", "in": {}},
-            "retrieve_2": {"a": 1, "i": "b", "in": {}},
+            "retrieve_1": {"a": 1, "i": "a", "in": {}, "d": "analyze"},
+            "retrieve_2": {"a": 1, "i": "b", "in": {}, "d": "analyze"},
         },
     }
 
@@ -82,21 +83,21 @@ async def test_submit_writes_the_task_and_its_roots_in_one_unit(harness: Harness
     assert [fields[f"{sid}|sink"] for sid in "rnws"] == ["0", "0", "1", "1"]
     assert fields["r|queued_ms"] == fields["n|queued_ms"] == ts and "w|queued_ms" not in fields
     assert (fields["w|instr"], fields["w|agent"], fields["w|attempt"]) == ("write", "writer", "1")
-    for agent, sid, instruction in (("retriever", "r", "find r"), ("analyzer", "n", "look at n")):
+    roots = (("retriever", "r", "find r", "w,s"), ("analyzer", "n", "look at n", "w"))
+    for agent, sid, instruction, dependents in roots:
         ((entry, body),) = await harness.redis.xrange(harness.keys.agent_stream(agent))
         assert (fields[f"{sid}|entry"], body["t"], body["s"]) == (entry, task_id, sid)
         # What a worker runs the step from before claiming it (enqueue in common.lua's format).
-        spec = {"u": "input", "k": 0, "s": {sid: {"a": 1, "i": instruction, "in": {}}}}
-        assert orjson.loads(body["x"]) == spec
-    events = await harness.events(task_id)
-    assert [(e["type"], e.get("step_id")) for e in events] == [
-        ("plan_created", None),
-        ("step_queued", "r"),
-        ("step_queued", "n"),
+        spec = {"a": 1, "i": instruction, "in": {}, "d": dependents}
+        assert orjson.loads(body["x"]) == {"u": "input", "k": 0, "s": {sid: spec}}
+    # plan_created names the roots it queued: they get no step_queued of their own.
+    (event,) = await harness.events(task_id)
+    assert (event["type"], event["ts"], event["task_id"]) == ("plan_created", int(ts), task_id)
+    assert event["plan"] == orjson.loads(fields["plan"])
+    assert event["queued"] == [
+        {"step_id": "r", "agent": "retriever", "attempt": 1},
+        {"step_id": "n", "agent": "analyzer", "attempt": 1},
     ]
-    assert all(e["ts"] == int(ts) and e["task_id"] == task_id for e in events)
-    assert events[0]["plan"] == orjson.loads(fields["plan"])
-    assert (events[1]["agent"], events[1]["attempt"]) == ("retriever", 1)
     await harness.start_worker(agents())
     assert await harness.wait_state(task_id) == "completed"
     assert (await harness.store.get(task_id)).output == "# w\n\n# s"
@@ -244,8 +245,8 @@ async def test_unclaimed_outcome_is_fenced_on_its_carrier_entry(harness: Harness
     assert codes == [1, 0]
     assert await complete(harness, *unclaimed("retrieve_1", entry)) == [5]
     events = [e for e in await harness.events(task_id) if e.get("step_id") == "retrieve_1"]
-    assert [e["type"] for e in events] == ["step_queued", "step_started", "step_completed"]
-    assert events[1]["attempt"] == events[2]["attempt"] == 1
+    assert [e["type"] for e in events] == ["step_started", "step_completed"]
+    assert events[0]["attempt"] == events[1]["attempt"] == 1
     fields = await harness.redis.hgetall(harness.keys.task(task_id))
     assert fields["retrieve_1|state"] == "completed" and fields["retrieve_1|runs"] == "1"
     assert fields["retrieve_2|state"] == "running"
@@ -269,6 +270,116 @@ async def test_a_step_readied_by_one_batch_carries_every_result_of_it(harness: H
         "retrieve_1": {"from": "retrieve_1"},
         "retrieve_2": {"from": "retrieve_2"},
     }
+
+
+async def _calls(harness: Harness) -> Counter[str]:
+    stats = await harness.redis.info("commandstats")
+    return Counter({name[8:]: int(v["calls"]) for name, v in stats.items()})
+
+
+def _retrieved(task_id: str, entry: str, dependents: str = "analyze") -> Any:
+    def done(sid: str, cost: object = 0) -> list[object]:
+        args = Outcome(
+            "f", "retriever", task_id, sid, 1, entry, orjson.dumps({"from": sid}), "s", "t", 1,
+            0, 0, 0, dependents=dependents,
+        ).args()  # fmt: skip
+        args[9] = cost
+        return args
+
+    return done
+
+
+async def test_one_call_reads_and_writes_a_task_once(harness: Harness) -> None:
+    """Both parallel steps of a task in one call: one HMGET reads them with their dependent
+    (the records name it, from their entry), one HSET writes the task, and the completion that
+    readies the dependent names it (``queued``) instead of a step_queued event."""
+    task_id = await harness.store.submit("x", BENCH_PLAN)
+    ((entry, body),) = await harness.redis.xrange(harness.keys.agent_stream("retriever"))
+    assert {s["d"] for s in orjson.loads(body["x"])["s"].values()} == {"analyze"}
+    done = _retrieved(task_id, entry)
+    before = await _calls(harness)
+    assert await complete(harness, *done("retrieve_1"), *done("retrieve_2")) == [1, 1]
+    calls = await _calls(harness) - before
+    assert (calls["hmget"], calls["hset"], calls["hget"]) == (1, 1, 0)
+    # step_started and step_completed of each, and the analyzer's entry: nothing else
+    assert calls["xadd"] == 5
+    events = await harness.events(task_id)
+    assert [(e["type"], e.get("step_id")) for e in events[1:]] == [
+        ("step_started", "retrieve_1"),
+        ("step_completed", "retrieve_1"),
+        ("step_started", "retrieve_2"),
+        ("step_completed", "retrieve_2"),
+    ]
+    assert "queued" not in events[2]
+    assert events[4]["queued"] == [{"step_id": "analyze", "agent": "analyzer", "attempt": 1}]
+    fields = await harness.redis.hgetall(harness.keys.task(task_id))
+    ((analyzer_entry, _),) = await harness.redis.xrange(harness.keys.agent_stream("analyzer"))
+    assert (fields["analyze|state"], fields["analyze|deps_left"]) == ("queued", "0")
+    assert fields["analyze|entry"] == analyzer_entry and fields["n_done"] == "2"
+
+
+@pytest.mark.parametrize("hint", ["?", "", "write", "analyze,write"])
+async def test_records_whose_dependents_are_unknown_or_wrong_still_ready_them(
+    harness: Harness, hint: str
+) -> None:
+    """The dependents a record names are a hint for the read: the hash decides. Unknown ('?'),
+    none, or wrong ones cost a second read, never a missed or a spurious step."""
+    task_id = await harness.store.submit("x", BENCH_PLAN)
+    ((entry, _),) = await harness.redis.xrange(harness.keys.agent_stream("retriever"))
+    done = _retrieved(task_id, entry, dependents=hint)
+    assert await complete(harness, *done("retrieve_1")) == [1]
+    assert await complete(harness, *done("retrieve_2")) == [1]
+    ((_, body),) = await harness.redis.xrange(harness.keys.agent_stream("analyzer"))
+    assert orjson.loads(body["x"])["s"]["analyze"]["in"] == {
+        "retrieve_1": {"from": "retrieve_1"},
+        "retrieve_2": {"from": "retrieve_2"},
+    }
+    fields = await harness.redis.hgetall(harness.keys.task(task_id))
+    assert (fields["analyze|deps_left"], fields["write|deps_left"]) == ("0", "1")
+    assert fields["write|state"] == "pending" and not await harness.redis.xlen(
+        harness.keys.agent_stream("writer")
+    )
+
+
+async def test_a_step_recorded_twice_in_one_call_counts_once(harness: Harness) -> None:
+    """The second record of a step reads what the first wrote in the same call (the call's
+    view of the task), not the hash as it was before the call."""
+    task_id = await harness.store.submit("x", BENCH_PLAN)
+    ((entry, _),) = await harness.redis.xrange(harness.keys.agent_stream("retriever"))
+    done = _retrieved(task_id, entry)
+    codes = await complete(harness, *done("retrieve_1"), *done("retrieve_1"), *done("retrieve_2"))
+    assert codes == [1, 5, 1]
+    fields = await harness.redis.hgetall(harness.keys.task(task_id))
+    assert (fields["n_done"], fields["analyze|deps_left"]) == ("2", "0")
+    types = [e["type"] for e in await harness.events(task_id)]
+    assert types.count("step_completed") == 2
+    assert await harness.redis.xlen(harness.keys.agent_stream("analyzer")) == 1
+
+
+async def test_a_record_that_fails_midway_keeps_the_others_and_drops_its_own(
+    harness: Harness,
+) -> None:
+    """A script error in one record: the records before it are written whole, its own pending
+    writes are dropped, nothing is ACKed; the call's replay records the rest."""
+    task_id = await harness.store.submit("x", BENCH_PLAN)
+    stream = harness.keys.agent_stream("retriever")
+    await harness.redis.xgroup_create(stream, "retriever", id="0")
+    ((entry, _),) = await harness.redis.xrange(stream)
+    await harness.redis.xreadgroup("retriever", "w1", {stream: ">"})
+    done = _retrieved(task_id, entry)
+    broken = done("retrieve_2", cost="not a number")  # fails after its first writes
+    broken[12] = entry  # it would ACK the entry
+    with pytest.raises(redis.exceptions.ResponseError):
+        await complete(harness, *done("retrieve_1"), *broken)
+    fields = await harness.redis.hgetall(harness.keys.task(task_id))
+    assert (fields["retrieve_1|state"], fields["n_done"]) == ("completed", "1")
+    assert fields["retrieve_2|state"] == "queued" and "retrieve_2|started_ms" not in fields
+    assert (await harness.redis.xpending(stream, "retriever"))["pending"] == 1
+    replay = done("retrieve_2")
+    replay[12] = entry
+    assert await complete(harness, *done("retrieve_1"), *replay) == [5, 1]
+    assert (await harness.redis.xpending(stream, "retriever"))["pending"] == 0
+    assert await harness.redis.hget(harness.keys.task(task_id), "analyze|state") == "queued"
 
 
 async def test_recorded_events_carry_every_field_clients_read(harness: Harness) -> None:

@@ -58,50 +58,52 @@ end
 -- Entries this script run added, per agent (complete.lua hands them to its caller).
 local QUEUED = {}
 
--- Queue a set of ready steps: one stream entry per agent (a batch), one event per step.
+-- Queue a set of ready steps: one stream entry per agent (a batch). Returns the queued steps,
+-- {{sid =, agent =, attempt =}, ...}: the caller's event names them (``queued``), or, with
+-- ``announce``, each gets a step_queued event here (a step queued on its own: a retry that is
+-- due, a redrive).
 -- Each step remembers the entry that carries it: only that entry may run it (start.lua), so a
 -- stale or duplicated entry is recognised whatever attempt numbers say. The entry also carries
 -- what its steps need to run (field ``x``: the task's input and tokens spent, each step's
--- attempt, instruction and dependencies' results), so a worker can run a short step at once
--- and record its start and its result in one call (complete.lua, kind 'f'). ``spent`` is the
--- task's token total when the caller has it; the field writes go to ``w`` (caller flushes).
+-- attempt, instruction and dependencies' results) and each step's dependents (``d``, which
+-- the worker hands back with the step's result so that complete.lua reads them with the step),
+-- so a worker can run a short step at once and record its start and its result in one call
+-- (complete.lua, kind 'f'). ``spent`` is the task's token total when the caller has it; the
+-- field writes go to ``w`` (caller flushes).
 -- ``known`` gives the input and the steps when the caller has read them: {user_input = ...,
--- steps = {{sid =, agent =, attempt =, instr =, deps = {}}, ...}, results = {[sid] = result
--- JSON}} with the results the caller knows (complete.lua: those its call wrote); the ones
--- read here are added to that table. A new task's root steps are laid out by
--- store.submission (Python) in the same format: change both together.
-local function enqueue(task_id, tk, sids, ts, w, spent, known)
-  if #sids == 0 then return end
-  local user_input, steps, all_deps = nil, {}, {}
+-- steps = {{sid =, agent =, attempt =, instr =, deps = {}, dependents =}, ...}, results =
+-- {[sid] = result JSON}} with every result the steps need (complete.lua reads them with its
+-- view of the task). Without ``known`` they are read here. A new task's root steps are laid
+-- out by store.submission (Python) in the same format: change both together.
+local function enqueue(task_id, tk, sids, ts, w, spent, known, announce)
+  local queued = {}
+  if #sids == 0 then return queued end
+  local user_input, steps, results = nil, {}, {}
   if known then
-    user_input, steps = known.user_input, known.steps
+    user_input, steps, results = known.user_input, known.steps, known.results
   else
     local names = {'user_input', 'tokens_in', 'tokens_out'}
     for _, sid in ipairs(sids) do
-      for _, f in ipairs({'agent', 'attempt', 'instr', 'deps'}) do
+      for _, f in ipairs({'agent', 'attempt', 'instr', 'deps', 'dependents'}) do
         names[#names + 1] = sid .. '|' .. f
       end
     end
     local v = redis.call('HMGET', tk, unpack(names))
     user_input = v[1]
     if spent == nil then spent = (tonumber(v[2]) or 0) + (tonumber(v[3]) or 0) end
+    local all_deps = {}
     for i, sid in ipairs(sids) do
-      local b = 3 + 4 * (i - 1)
+      local b = 3 + 5 * (i - 1)
       steps[i] = {sid = sid, agent = v[b + 1], attempt = v[b + 2], instr = v[b + 3],
-                  deps = split(v[b + 4], ',')}
+                  deps = split(v[b + 4], ','), dependents = v[b + 5]}
+      for _, dep in ipairs(steps[i].deps) do all_deps[#all_deps + 1] = dep end
     end
-  end
-  local results = (known and known.results) or {}
-  for _, step in ipairs(steps) do
-    for _, dep in ipairs(step.deps) do
-      if results[dep] == nil then all_deps[#all_deps + 1] = dep end
+    if #all_deps > 0 then
+      local names = {}
+      for i, dep in ipairs(all_deps) do names[i] = dep .. '|result' end
+      local r = redis.call('HMGET', tk, unpack(names))
+      for i, dep in ipairs(all_deps) do results[dep] = r[i] end
     end
-  end
-  if #all_deps > 0 then
-    local names = {}
-    for i, dep in ipairs(all_deps) do names[i] = dep .. '|result' end
-    local r = redis.call('HMGET', tk, unpack(names))
-    for i, dep in ipairs(all_deps) do results[dep] = r[i] end
   end
   local by_agent, order = {}, {}
   for _, step in ipairs(steps) do
@@ -118,7 +120,8 @@ local function enqueue(task_id, tk, sids, ts, w, spent, known)
         if results[dep] then inputs[#inputs + 1] = cjson.encode(dep) .. ':' .. results[dep] end
       end
       specs[j] = cjson.encode(step.sid) .. ':{"a":' .. step.attempt .. ',"i":'
-        .. cjson.encode(step.instr or '') .. ',"in":{' .. table.concat(inputs, ',') .. '}}'
+        .. cjson.encode(step.instr or '') .. ',"in":{' .. table.concat(inputs, ',') .. '},"d":'
+        .. cjson.encode(step.dependents or '') .. '}'
     end
     local x = head .. table.concat(specs, ',') .. '}}'
     local entry = redis.call('XADD', k_agent(agent), '*', 't', task_id, 's', table.concat(ids, ','),
@@ -128,10 +131,14 @@ local function enqueue(task_id, tk, sids, ts, w, spent, known)
       put(w, step.sid .. '|state', 'queued')
       put(w, step.sid .. '|queued_ms', ts)
       put(w, step.sid .. '|entry', entry)
-      emit(task_id, {type = 'step_queued', step_id = step.sid, agent = agent,
-                     attempt = tonumber(step.attempt)}, ts)
+      queued[#queued + 1] = {sid = step.sid, agent = agent, attempt = step.attempt}
+      if announce then
+        emit(task_id, {type = 'step_queued', step_id = step.sid, agent = agent,
+                       attempt = tonumber(step.attempt)}, ts)
+      end
     end
   end
+  return queued
 end
 
 local function expire_task(task_id, ttl)

@@ -12,7 +12,7 @@ for _, member in ipairs(due) do
   if sget(tk, sid, 'state') == 'retrying' and sget(tk, sid, 'attempt') == a
       and redis.call('HGET', tk, 'state') == 'running' then
     local w = {}
-    enqueue(task_id, tk, {sid}, ts, w)
+    enqueue(task_id, tk, {sid}, ts, w, nil, nil, true)
     flush(tk, w)
     moved = moved + 1
   end

@@ -38,7 +38,7 @@ for _, s in ipairs(split(redis.call('HGET', tk, 'steps'), ',')) do
 end
 redis.call('HDEL', tk, sid .. '|error')
 local w = {}
-enqueue(task_id, tk, ready, ts, w)
+enqueue(task_id, tk, ready, ts, w, nil, nil, true)
 flush(tk, w)
 redis.call('XDEL', K_DLQ, ARGV[2])
 return {1, task_id, sid}
