@@ -60,19 +60,20 @@ local function dependent_names(sid) return names_of(DEPENDENT_NAMES, DEPENDENT_R
 -- What this call knows of each task's hash: the fields its records need, read in one HMGET
 -- at the task's first record (the two parallel steps of a task usually land in one call, and
 -- their dependent is read with them), then kept current by the call's own writes, which wait in
--- ``w`` and go out as one HSET per task. Every write to a task in this script goes through its
--- view (``vput``), so a field the view lacks has not been written here and is read as it is.
+-- ``w`` and go out as one HSET per task. Every field of a task that this script writes and may
+-- read again is set in its view too (``vput``; record sets the step's own in place), so what
+-- the view lacks has not been written here and is read as it is.
 local NEED, VIEWS, VIEW_ORDER = {}, {}, {}
+local USER_INPUT = {'user_input'}
 
-local function need(task_id, seen_in, sid, names)
+local function need(task_id, names)
   local n = NEED[task_id]
   if n == nil then
-    n = {names = {unpack(TASK_READ)}, s = {}, d = {}, u = {}}
+    n = {names = {unpack(TASK_READ)}, seen = {}}
     NEED[task_id] = n
   end
-  local seen = n[seen_in]
-  if not seen[sid] then
-    seen[sid] = true
+  if not n.seen[names] then  -- each list of names is one table per step id and call
+    n.seen[names] = true
     local list, k = n.names, #n.names
     for j, name in ipairs(names) do list[k + j] = name end
   end
@@ -119,12 +120,13 @@ local function flush_view(v)
 end
 
 -- ``,"queued":[...]`` for step_completed: the steps this completion queued ('' for none).
+-- No escaping needed: step ids are [A-Za-z0-9_-] (models.StepId), agents are plain names.
 local function queued_json(queued)
   if #queued == 0 then return '' end
   local items = {}
   for j, q in ipairs(queued) do
-    items[j] = '{"step_id":' .. cjson.encode(q.sid) .. ',"agent":' .. cjson.encode(q.agent)
-      .. ',"attempt":' .. q.attempt .. '}'
+    items[j] = '{"step_id":"' .. q.sid .. '","agent":"' .. q.agent .. '","attempt":'
+      .. q.attempt .. '}'
   end
   return ',"queued":[' .. table.concat(items, ',') .. ']'
 end
@@ -215,10 +217,13 @@ local function record(i, v)
     if state ~= 'queued' or attempt ~= attempt_in then return 5 end
     local queued = tonumber(f[s.queued_ms]) or ts
     local started = math.max(ts - run_ms, queued)
-    vput(v, s.started_ms, started)
-    vput(v, s.queued_ms, started)
-    vput(v, s.queue_wait_ms, (tonumber(f[s.queue_wait_ms]) or 0) + math.max(0, started - queued))
-    vput(v, s.runs, (tonumber(f[s.runs]) or 0) + 1)
+    local w = v.w
+    local n = #w
+    w[n + 1], w[n + 2] = s.started_ms, started
+    w[n + 3], w[n + 4] = s.queued_ms, started
+    w[n + 5], w[n + 6] = s.queue_wait_ms,
+                         (tonumber(f[s.queue_wait_ms]) or 0) + math.max(0, started - queued)
+    w[n + 7], w[n + 8] = s.runs, (tonumber(f[s.runs]) or 0) + 1
     emit_head(task_id, 'step_started', ARGV[i + 13], started)
   end
   local done = tonumber(f['n_done']) + 1
@@ -228,18 +233,27 @@ local function record(i, v)
     redis.call('HDEL', v.tk, s.error)
     f[s.error] = false
   end
-  vput(v, s.result, result)
-  vput(v, s.state, 'completed')
-  vput(v, s.finished_ms, ts)
-  vput(v, s.run_ms, run_ms)
-  vput(v, s.cost, ARGV[i + 9])
-  vput(v, s.tin, ARGV[i + 10])
-  vput(v, s.tout, ARGV[i + 11])
-  vput(v, 'n_done', done)
-  vput(v, 'cost_units', cost)
-  vput(v, 'tokens_in', tin)
-  vput(v, 'tokens_out', tout)
-  if f[s.sink] == '1' then vput(v, s.text, text) end
+  -- Written straight into the pending HSET; the view keeps what a later record of the call
+  -- may read (the step's state and result, the task's totals).
+  local w = v.w
+  local n = #w
+  w[n + 1], w[n + 2] = s.result, result
+  w[n + 3], w[n + 4] = s.state, 'completed'
+  w[n + 5], w[n + 6] = s.finished_ms, ts
+  w[n + 7], w[n + 8] = s.run_ms, run_ms
+  w[n + 9], w[n + 10] = s.cost, ARGV[i + 9]
+  w[n + 11], w[n + 12] = s.tin, ARGV[i + 10]
+  w[n + 13], w[n + 14] = s.tout, ARGV[i + 11]
+  w[n + 15], w[n + 16] = 'n_done', done
+  w[n + 17], w[n + 18] = 'cost_units', cost
+  w[n + 19], w[n + 20] = 'tokens_in', tin
+  w[n + 21], w[n + 22] = 'tokens_out', tout
+  if f[s.sink] == '1' then  -- a later sink's completion in this call reads it (finish)
+    w[n + 23], w[n + 24] = s.text, text
+    f[s.text] = text
+  end
+  f[s.result], f[s.state], f['n_done'] = result, 'completed', done
+  f['cost_units'], f['tokens_in'], f['tokens_out'] = cost, tin, tout
   local completed = ARGV[i + 14]
   local over = nil
   if max_tokens > 0 and tin + tout >= max_tokens then
@@ -270,12 +284,10 @@ local consumer, slots = ARGV[5], ARGV[6]
 for i = 7, #ARGV, RECORD do
   if ARGV[i] ~= 'a' then
     local task_id, sid, hint = ARGV[i + 2], ARGV[i + 3], ARGV[i + 15]
-    need(task_id, 's', sid, step_names(sid).read)
+    need(task_id, step_names(sid).read)
     if hint ~= '?' and hint ~= '' then
-      need(task_id, 'u', '', {'user_input'})
-      for _, dep in ipairs(split(hint, ',')) do
-        need(task_id, 'd', dep, dependent_names(dep).read)
-      end
+      need(task_id, USER_INPUT)
+      for _, dep in ipairs(split(hint, ',')) do need(task_id, dependent_names(dep).read) end
     end
   end
 end
