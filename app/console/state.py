@@ -80,13 +80,22 @@ class TaskView:
         elif kind in TERMINAL_EVENTS:
             self._end(d)
         else:
-            if self.state != "running":  # redriven after its terminal event
-                self.state, self.finished_ms, self.error = "running", None, None
-            step = self.steps.get(str(d.get("step_id")))
-            if step is not None:
-                _apply_step(step, d)
-                if kind == "step_completed":
-                    self.cost_units = round(self.cost_units + float(d.get("cost_units") or 0), 6)
+            self._step(d)
+        # plan_created and step_completed list the steps they queued (older logs have a
+        # step_queued event for each instead): each item is that event, applied after this one.
+        for item in d.get("queued") or ():
+            self._step(
+                {**item, "type": "step_queued", "task_id": d.get("task_id"), "ts": d.get("ts")}
+            )
+
+    def _step(self, d: dict[str, Any]) -> None:
+        if self.state != "running":  # redriven after its terminal event
+            self.state, self.finished_ms, self.error = "running", None, None
+        step = self.steps.get(str(d.get("step_id")))
+        if step is not None:
+            _apply_step(step, d)
+            if d["type"] == "step_completed":
+                self.cost_units = round(self.cost_units + float(d.get("cost_units") or 0), 6)
 
     def _plan(self, d: dict[str, Any]) -> None:
         self.planner = str(d.get("planner") or "")

@@ -88,6 +88,24 @@ def failed_log() -> list[dict[str, Any]]:
     return base + [{"id": f"{ts + 600}-{i}", **e} for i, e in enumerate(tail)]
 
 
+def queued_lists(log: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``log`` as the server now writes it: a step_queued right after a plan_created or a
+    step_completed (same ts) becomes an item of that event's ``queued`` list."""
+    out: list[dict[str, Any]] = []
+    for e in log:
+        carrier = out[-1] if out else {}
+        if (
+            e["type"] == "step_queued"
+            and carrier.get("type") in {"plan_created", "step_completed"}
+            and carrier["ts"] == e["ts"]
+        ):
+            item = {k: e[k] for k in ("step_id", "agent", "attempt")}
+            out[-1] = {**carrier, "queued": [*carrier.get("queued", []), item]}
+        else:
+            out.append(e)
+    return out
+
+
 def text_of(renderable: Any, width: int = 140) -> str:
     console = Console(record=True, width=width, color_system=None, file=io.StringIO())
     console.print(renderable)
@@ -148,6 +166,25 @@ def test_view_of_a_retry_then_a_failure_and_a_redrive() -> None:
         {"type": "step_queued", "task_id": TASK_ID, "step_id": "analyze", "attempt": 3, "ts": 1}
     )
     assert view.state == "running" and view.steps["analyze"].state == "queued"
+
+
+@pytest.mark.parametrize(
+    "log", [COMPLETED, queued_lists(COMPLETED)], ids=["step_queued events", "queued lists"]
+)
+def test_view_marks_steps_queued_by_step_queued_events_or_queued_lists(
+    log: list[dict[str, Any]],
+) -> None:
+    view = TaskView(TASK_ID)
+    for e in log:
+        view.apply(data(e))
+        for q in e.get("queued", [e] if e["type"] == "step_queued" else []):
+            step = view.steps[q["step_id"]]
+            assert (step.state, step.attempt, step.queued_ms) == ("queued", q["attempt"], e["ts"])
+    queued_at = {e["step_id"]: e["ts"] for e in COMPLETED if e["type"] == "step_queued"}
+    assert len(queued_at) == 4 and view.events == len(log)
+    assert {s.id: (s.state, s.attempt, s.queued_ms) for s in view.steps.values()} == {
+        step: ("completed", 1, ts) for step, ts in queued_at.items()
+    }
 
 
 def test_untrusted_text_cannot_drive_the_terminal() -> None:

@@ -143,18 +143,7 @@ function taskEvent(task, d) {
   }
 }
 
-/** Apply one event (the `data` of an SSE frame) to the task. */
-export function applyEvent(task, d) {
-  task.events += 1;
-  task.lastTs = d.ts ?? task.lastTs;
-  if (d.type === 'plan_created') {
-    setPlan(task, d);
-    return;
-  }
-  if (TERMINAL.has(d.type)) {
-    taskEvent(task, d);
-    return;
-  }
+function stepChange(task, d) {
   if (FINISHED.has(task.state)) {
     // A redriven task resumes after its terminal event: it is running again.
     task.state = 'running';
@@ -164,6 +153,20 @@ export function applyEvent(task, d) {
   stepEvent(task, d);
   if (d.type === 'step_completed' && d.cost_units) {
     task.totals.cost_units = round(task.totals.cost_units + d.cost_units);
+  }
+}
+
+/** Apply one event (the `data` of an SSE frame) to the task. */
+export function applyEvent(task, d) {
+  task.events += 1; // events received (the page's event log), not the steps queued by one
+  task.lastTs = d.ts ?? task.lastTs;
+  if (d.type === 'plan_created') setPlan(task, d);
+  else if (TERMINAL.has(d.type)) taskEvent(task, d);
+  else stepChange(task, d);
+  // plan_created and step_completed list the steps they queued (older logs have a step_queued
+  // event for each instead): each item is that event, applied after this one.
+  for (const q of d.queued || []) {
+    stepChange(task, { ...q, type: 'step_queued', task_id: d.task_id, ts: d.ts });
   }
 }
 
