@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from app.keys import Keys
+from app.models import TaskState
 from app.orchestration.group_commit import GroupCommit
 
 if TYPE_CHECKING:
@@ -39,6 +40,14 @@ READ_COUNT = 512
 #: Stream opens whose reads share one pipeline at most.
 MAX_OPEN_BATCH = 64
 StateAndLog = tuple[str | None, list[Event]]  # (task state or None: no such task, events)
+#: The state a task is in when its log ends with this event; any other last event: running.
+#: The scripts that change the state write the event in the same call (redrive.lua queues
+#: steps, so a redriven task's log goes on past its task_failed).
+STATE_AFTER = {
+    "task_completed": TaskState.COMPLETED.value,
+    "task_cancelled": TaskState.CANCELLED.value,
+    "task_failed": TaskState.FAILED.value,
+}
 
 
 def as_event(entry_id: str, fields: dict[str, str]) -> Event:
@@ -67,6 +76,11 @@ async def read_log(redis: Redis, events_key: str, after_id: str) -> list[Event]:
     """The log's events after ``after_id`` (exclusive), oldest first."""
     entries: Any = await redis.xrange(events_key, f"({after_id}", "+")
     return [as_event(i, f) for i, f in entries]
+
+
+def state_after(events: list[Event]) -> str:
+    """The state of a task whose log ends with ``events`` (not empty)."""
+    return STATE_AFTER.get(events[-1][1], TaskState.RUNNING.value)
 
 
 def parse_id(entry_id: str) -> tuple[int, int]:
@@ -249,15 +263,32 @@ class EventHub:
         return await self._open_reads((task_id, after_id))
 
     async def _read_opens(self, opens: list[tuple[str, str]]) -> list[StateAndLog | Exception]:
+        """The logs first: a task's log and hash are created together and expire together, so
+        a catch-up that is not empty tells that the task exists, and its last event tells the
+        state. Only the opens with an empty catch-up (a resume) read the state, in a second
+        round trip."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for task_id, after_id in opens:
-                pipe.hget(self.keys.task(task_id), "state")
                 pipe.xrange(self.keys.events(task_id), f"({after_id}", "+")
-            replies = await pipe.execute(raise_on_error=False)
+            logs: list[Any] = await pipe.execute(raise_on_error=False)
         answers: list[StateAndLog | Exception] = []
-        for state, entries in zip(replies[::2], replies[1::2], strict=True):
-            failed = next((r for r in (state, entries) if isinstance(r, Exception)), None)
-            answers.append(failed or (state, [as_event(i, f) for i, f in entries]))
+        resumed: list[int] = []  # empty catch-ups: their state is read next
+        for i, log in enumerate(logs):
+            if isinstance(log, Exception):
+                answers.append(log)
+            elif log:
+                events = [as_event(entry_id, fields) for entry_id, fields in log]
+                answers.append((state_after(events), events))
+            else:
+                answers.append((None, []))
+                resumed.append(i)
+        if resumed:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for i in resumed:
+                    pipe.hget(self.keys.task(opens[i][0]), "state")
+                states: list[Any] = await pipe.execute(raise_on_error=False)
+            for i, state in zip(resumed, states, strict=True):
+                answers[i] = state if isinstance(state, Exception) else (state, [])
         return answers
 
     def register(self, task_id: str, after_id: str) -> Subscription:
