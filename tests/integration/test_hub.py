@@ -171,3 +171,45 @@ async def test_stream_opens_that_arrive_together_share_one_read(
     assert unknown == (None, [])
     assert isinstance(odd, Exception) and "WRONGTYPE" in str(odd)
     assert (reads["xrange"], reads["hget"], pipelines) == (6, 2, 2)
+
+
+async def test_a_just_accepted_task_streams_without_reading_redis(
+    hub: EventHub, redis: Redis
+) -> None:
+    """An open from before plan_created of a task this process just accepted: its catch-up is
+    plan_created alone, from memory, and the shared reader reads the rest, even of a task that
+    had finished before the open; one entry serves several opens."""
+    key = hub.keys.events("t6")
+    first = (await redis.xadd(key, {"type": "plan_created", "data": "{}"}), "plan_created", "{}")
+    hub.remember("t6", first)
+    later = ("step_started", "step_completed", "task_completed")
+    ids = [first[0]] + [await redis.xadd(key, {"type": t, "data": "{}"}) for t in later]
+    before = command_calls(await redis.info("commandstats"))
+    subs = [hub.subscribe_accepted("t6", start) for start in ("0-0", "0-0", "1-0")]
+    got = [[e[0] for e in await drain_queue(sub, 4)] for sub in subs if sub is not None]
+    reads = command_calls(await redis.info("commandstats")) - before
+    assert got == [ids] * 3
+    assert all(sub is not None and sub.queue.empty() for sub in subs)
+    assert reads["xrange"] == reads["hget"] == 0
+
+
+async def test_an_open_reads_redis_once_the_reader_is_past_the_first_event(
+    hub: EventHub, redis: Redis
+) -> None:
+    """Memory holds plan_created alone: an open it cannot answer exactly goes to Redis."""
+    key = hub.keys.events("t7")
+    first = (await redis.xadd(key, {"type": "plan_created", "data": "{}"}), "plan_created", "{}")
+    hub.remember("t7", first)
+    assert hub.subscribe_accepted("t7", first[0]) is None  # nothing of it to catch up
+    assert hub.subscribe_accepted("t8", "0-0") is None  # not accepted here
+    watcher = hub.subscribe_accepted("t7", "0-0")
+    assert watcher is not None
+    await redis.xadd(key, {"type": "step_started", "data": "{}"})
+    await drain_queue(watcher, 2)
+    # The reader's cursor is past plan_created: a new watcher would miss step_started.
+    assert hub.subscribe_accepted("t7", "0-0") is None
+    hub.unsubscribe(watcher)
+    # No cursor any more, but the XREAD in flight still reads the task after step_started.
+    assert hub._covered[key] != first[0]
+    assert hub.subscribe_accepted("t7", "0-0") is None
+    assert hub.open_streams == 0

@@ -1,5 +1,6 @@
-"""What a stream open costs the server, counted (INFO commandstats), through the real API: a
-resume reads the log and nothing else unless there is nothing to catch up."""
+"""What a stream open costs the server, counted (INFO commandstats), through the real API: the
+client's open right after its POST reads nothing, a resume reads the log and nothing else
+unless there is nothing to catch up."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from redis import Redis
 
 from app.config import Settings
+from app.keys import Keys
 from tests.integration.harness import command_calls
 from tests.integration.procs import Proc, sse_frames, start_api, start_worker
 
@@ -35,6 +38,25 @@ def server(settings: Settings) -> Iterator[Redis]:
 
 def reads(server: Redis) -> Any:
     return command_calls(server.info("commandstats"))
+
+
+def test_a_stream_opened_right_after_its_post_reads_nothing(
+    api: Proc, server: Redis, settings: Settings, tmp_path: Path
+) -> None:
+    task_id = httpx.post(f"{api.url}/run-task", json={"user_input": TASK}).json()["task_id"]
+    before = reads(server)
+    frames = sse_frames(f"{api.url}/stream/{task_id}")
+    got = [next(frames)]  # plan_created: the open has sent its catch-up
+    opened = reads(server) - before
+    assert (opened["xrange"], opened["hget"]) == (0, 0)
+    worker = start_worker(settings, tmp_path)
+    try:
+        got += list(frames)
+    finally:
+        worker.terminate()
+    log = server.xrange(Keys(settings.prefix).events(task_id))
+    assert got == [(i, f["type"], orjson.loads(f["data"])) for i, f in log]
+    assert got[0][1] == "plan_created" and got[-1][1] == "task_completed"
 
 
 def test_a_resume_reads_the_state_only_with_nothing_to_catch_up(
