@@ -11,6 +11,7 @@ from prometheus_fastapi_instrumentator import Instrumentator
 
 from app import __version__
 from app.agents import build_planner
+from app.api.accepted import AcceptedTasks, keep_s_for
 from app.api.drain import DrainState
 from app.api.errors import install_error_handlers
 from app.api.fast_stream import AgenticAPI
@@ -38,7 +39,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redis = make_redis(settings)
         reader = make_redis(settings, max_connections=1)
         keys = Keys(settings.prefix)
-        hub = EventHub(redis, reader, keys, ping_s=settings.sse_ping_s)
+        accepted = AcceptedTasks(keep_s_for(settings.task_ttl_s))
+        hub = EventHub(redis, reader, keys, ping_s=settings.sse_ping_s, accepted=accepted)
         app.state.settings = settings
         app.state.store = TaskStore(redis, keys, ttl_s=settings.task_ttl_s)
         app.state.hub = hub

@@ -11,6 +11,10 @@ whatever the shared reader delivers meanwhile is held and appended after the cat
 stream drops any id it has already passed. Every entry either existed at the XRANGE (so it is
 in the catch-up) or is read later by the shared reader (so it is delivered); stream ids only
 grow, so the result is every event after Last-Event-ID, once, in order.
+
+A stream of a task this process has just accepted, opened from before its first event, takes
+its catch-up from memory instead (:meth:`EventHub.subscribe_accepted`): that catch-up is
+plan_created alone, and the reader, not yet past it, reads the rest.
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from app.api.accepted import AcceptedTasks
 from app.keys import Keys
+from app.models import TaskState
 from app.orchestration.group_commit import GroupCommit
 
 if TYPE_CHECKING:
@@ -39,6 +45,14 @@ READ_COUNT = 512
 #: Stream opens whose reads share one pipeline at most.
 MAX_OPEN_BATCH = 64
 StateAndLog = tuple[str | None, list[Event]]  # (task state or None: no such task, events)
+#: The state a task is in when its log ends with this event; any other last event: running.
+#: The scripts that change the state write the event in the same call (redrive.lua queues
+#: steps, so a redriven task's log goes on past its task_failed).
+STATE_AFTER = {
+    "task_completed": TaskState.COMPLETED.value,
+    "task_cancelled": TaskState.CANCELLED.value,
+    "task_failed": TaskState.FAILED.value,
+}
 
 
 def as_event(entry_id: str, fields: dict[str, str]) -> Event:
@@ -67,6 +81,11 @@ async def read_log(redis: Redis, events_key: str, after_id: str) -> list[Event]:
     """The log's events after ``after_id`` (exclusive), oldest first."""
     entries: Any = await redis.xrange(events_key, f"({after_id}", "+")
     return [as_event(i, f) for i, f in entries]
+
+
+def state_after(events: list[Event]) -> str:
+    """The state of a task whose log ends with ``events`` (not empty)."""
+    return STATE_AFTER.get(events[-1][1], TaskState.RUNNING.value)
 
 
 def parse_id(entry_id: str) -> tuple[int, int]:
@@ -172,7 +191,13 @@ class Subscription:
 
 class EventHub:
     def __init__(
-        self, redis: Redis, reader: Redis, keys: Keys, block_ms: int = 5000, ping_s: float = 15.0
+        self,
+        redis: Redis,
+        reader: Redis,
+        keys: Keys,
+        block_ms: int = 5000,
+        ping_s: float = 15.0,
+        accepted: AcceptedTasks | None = None,
     ) -> None:
         self.redis = redis  # pool: catch-up reads, CLIENT UNBLOCK
         self.reader = reader  # one dedicated connection for the blocking XREAD
@@ -185,7 +210,8 @@ class EventHub:
         self._pinger: asyncio.Task[None] | None = None
         self._subs: dict[str, set[Subscription]] = defaultdict(set)
         self._cursor: dict[str, str] = {}
-        self._covered: frozenset[str] = frozenset()
+        #: The streams of the reader's latest XREAD, each with the id it was read after.
+        self._covered: dict[str, str] = {}
         self._wake = asyncio.Event()
         self._reader_id: int | None = None
         self._task: asyncio.Task[None] | None = None
@@ -193,6 +219,7 @@ class EventHub:
         self._stream_to_task: dict[str, str] = {}
         self._ending = False
         self._open_reads = GroupCommit(self._read_opens, MAX_OPEN_BATCH)
+        self.accepted = accepted if accepted is not None else AcceptedTasks()
 
     @property
     def open_streams(self) -> int:
@@ -249,16 +276,57 @@ class EventHub:
         return await self._open_reads((task_id, after_id))
 
     async def _read_opens(self, opens: list[tuple[str, str]]) -> list[StateAndLog | Exception]:
+        """The logs first: a task's log and hash are created together and expire together, so
+        a catch-up that is not empty tells that the task exists, and its last event tells the
+        state. Only the opens with an empty catch-up (a resume) read the state, in a second
+        round trip."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for task_id, after_id in opens:
-                pipe.hget(self.keys.task(task_id), "state")
                 pipe.xrange(self.keys.events(task_id), f"({after_id}", "+")
-            replies = await pipe.execute(raise_on_error=False)
+            logs: list[Any] = await pipe.execute(raise_on_error=False)
         answers: list[StateAndLog | Exception] = []
-        for state, entries in zip(replies[::2], replies[1::2], strict=True):
-            failed = next((r for r in (state, entries) if isinstance(r, Exception)), None)
-            answers.append(failed or (state, [as_event(i, f) for i, f in entries]))
+        resumed: list[int] = []  # empty catch-ups: their state is read next
+        for i, log in enumerate(logs):
+            if isinstance(log, Exception):
+                answers.append(log)
+            elif log:
+                events = [as_event(entry_id, fields) for entry_id, fields in log]
+                answers.append((state_after(events), events))
+            else:
+                answers.append((None, []))
+                resumed.append(i)
+        if resumed:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for i in resumed:
+                    pipe.hget(self.keys.task(opens[i][0]), "state")
+                states: list[Any] = await pipe.execute(raise_on_error=False)
+            for i, state in zip(resumed, states, strict=True):
+                answers[i] = state if isinstance(state, Exception) else (state, [])
         return answers
+
+    def remember(self, task_id: str, first_event: Event) -> None:
+        """This process has just created the task, whose log starts with ``first_event``."""
+        self.accepted.remember(task_id, first_event)
+
+    def subscribe_accepted(self, task_id: str, after_id: str) -> Subscription | None:
+        """Subscribe without reading Redis, when the catch-up is known: the task was accepted
+        here a moment ago (:meth:`remember`) and ``after_id`` is before its first event, so the
+        catch-up is that event alone. The reader then reads the task's log after it, which
+        needs the reader not to be past it already: neither its cursor for the task (another
+        watcher's) nor the read in flight (a watcher's that has left). None otherwise: the
+        caller reads the log."""
+        first = self.accepted.first_event(task_id)
+        if first is None:
+            return None
+        first_id = parse_id(first[0])
+        positions = (self._cursor.get(task_id), self._covered.get(self.keys.events(task_id)))
+        if parse_id(after_id) >= first_id or any(
+            p is not None and parse_id(p) > first_id for p in positions
+        ):
+            return None
+        sub = self.register(task_id, after_id)
+        self.activate(sub, [first])
+        return sub
 
     def register(self, task_id: str, after_id: str) -> Subscription:
         """The first half of :meth:`subscribe`, for a caller that reads the log itself (after
@@ -314,7 +382,7 @@ class EventHub:
         """CLIENT UNBLOCK until the reader's XREAD covers every watched stream (an unblock
         that lands before the XREAD it was meant for is lost, so it is repeated)."""
         for _ in range(500):
-            if self._task is None or self._stream_to_task.keys() <= self._covered:
+            if self._task is None or self._stream_to_task.keys() <= self._covered.keys():
                 return
             if self._reader_id is not None:
                 with contextlib.suppress(Exception):
@@ -324,13 +392,13 @@ class EventHub:
     async def _run(self) -> None:
         while True:
             if not self._cursor:
-                self._covered = frozenset()
+                self._covered = {}
                 await self._wake.wait()
             self._wake.clear()
             streams: dict[Any, Any] = {self.keys.events(t): c for t, c in self._cursor.items()}
             if not streams:  # the last watcher left between the wake-up and now
                 continue
-            self._covered = frozenset(streams)
+            self._covered = streams
             try:
                 reply: Any = await self.reader.xread(streams, count=READ_COUNT, block=self.block_ms)
             except asyncio.CancelledError:

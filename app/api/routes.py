@@ -37,6 +37,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 async def run_task(
     body: TaskCreate,
     store: StoreDep,
+    hub: HubDep,
     planner: PlannerDep,
     settings: SettingsDep,
     response: Response,
@@ -50,7 +51,9 @@ async def run_task(
     plan = await planner.plan(body.user_input)
     if len(plan.steps) > settings.max_plan_steps:
         raise PlanError(f"plan has {len(plan.steps)} steps, more than {settings.max_plan_steps}")
-    task_id = await store.submit(body.user_input, plan)
+    task_id, first_event = await store.submit_logged(body.user_input, plan)
+    if first_event is not None:  # the client's stream, opened next, needs no log read
+        hub.remember(task_id, first_event)
     response.headers["Location"] = f"/tasks/{task_id}"
     return TaskAccepted(
         task_id=task_id,
@@ -105,20 +108,22 @@ async def open_stream(
     if not valid_event_id(start):
         return error_response(400, "Last-Event-ID must be an event id such as 1700000000000-0")
     checked(task_id)
-    # Registered before the log is read, so nothing appended in between is missed (hub.py).
-    sub = hub.register(task_id, start)
-    try:
-        raw_state, events = await hub.read_state_and_log(task_id, start)
-        state = task_state(task_id, raw_state)  # 404 for an unknown task
-    except BaseException:
-        hub.unsubscribe(sub)
-        raise
-    if state.terminal:
-        hub.unsubscribe(sub)
-        if not events:
-            return Response(status_code=204)  # tells EventSource to stop reconnecting
-        return event_stream_response(replay_body(events, retry_ms))
-    hub.activate(sub, events)
+    sub = hub.subscribe_accepted(task_id, start)  # just accepted here: no Redis read at all
+    if sub is None:
+        # Registered before the log is read, so nothing appended in between is missed (hub.py).
+        sub = hub.register(task_id, start)
+        try:
+            raw_state, events = await hub.read_state_and_log(task_id, start)
+            state = task_state(task_id, raw_state)  # 404 for an unknown task
+        except BaseException:
+            hub.unsubscribe(sub)
+            raise
+        if state.terminal:
+            hub.unsubscribe(sub)
+            if not events:
+                return Response(status_code=204)  # tells EventSource to stop reconnecting
+            return event_stream_response(replay_body(events, retry_ms))
+        hub.activate(sub, events)
 
     async def still_running() -> bool:
         return await store.state(task_id) is TaskState.RUNNING

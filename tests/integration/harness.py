@@ -29,6 +29,14 @@ BENCH_PLAN = Plan(
 )
 
 
+def command_calls(commandstats: dict[str, Any]) -> Counter[str]:
+    """Calls per command in an ``INFO commandstats`` reply (a script's own calls included): the
+    difference of two tells what the server ran in between, whatever the timing."""
+    return Counter(
+        {name.removeprefix("cmdstat_"): int(stats["calls"]) for name, stats in commandstats.items()}
+    )
+
+
 class ScriptedAgent:
     """Counts runs; optionally sleeps, or fails the first ``fail_times`` attempts (or always)."""
 

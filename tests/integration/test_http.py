@@ -102,13 +102,18 @@ def test_sse_read_in_three_pieces_equals_one_read(
 
 def test_sse_frames_are_exact_bytes(api: Proc, worker: Proc) -> None:
     task_id = httpx.post(f"{api.url}/run-task", json={"user_input": TASK}).json()["task_id"]
-    wait_terminal(api.url, task_id)
-    raw = httpx.get(f"{api.url}/stream/{task_id}").content.decode()
-    assert raw.startswith(": replay\nretry: 1000\n\n")
-    first = raw.split("\n\n")[1]
+    url = f"{api.url}/stream/{task_id}"
+    # Opened right after the POST on the pod that accepted the task: a live stream (its
+    # catch-up comes from memory, so it cannot know whether the task has finished).
+    live = httpx.get(url).content.decode()
+    assert live.startswith(": live\nretry: 1000\n\n")
+    _hint, first, rest = live.split("\n\n", 2)
     lines = first.split("\n")
     assert lines[0].startswith("id: ") and lines[1] == "event: plan_created"
     assert lines[2].startswith('data: {"') and len(lines) == 3
+    # The stream ended with the task: from its first event, a replay of the same frames.
+    replay = httpx.get(url, headers={"Last-Event-ID": lines[0][len("id: ") :]}).content.decode()
+    assert replay == ": replay\nretry: 1000\n\n" + rest
 
 
 def test_cancel_over_http(api: Proc, settings: Settings, tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 
 from app.api.hub import EventHub, Subscription, read_log
 from app.keys import Keys
+from tests.integration.harness import command_calls
 
 pytestmark = pytest.mark.integration
 
@@ -120,12 +121,23 @@ async def test_stream_opens_that_arrive_together_share_one_read(
     hub: EventHub, redis: Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each open gets its own task's state and log after its own id, in one pipeline for all;
-    a read that fails fails only its own open."""
+    the state of a task whose catch-up is not empty comes from its last event, so only the
+    opens with nothing to catch up read it, in a second pipeline. A read that fails fails only
+    its own open."""
     ids: dict[str, list[str]] = {}
-    for task in ("a", "b"):
-        await redis.hset(hub.keys.task(task), "state", "running")
+    logs = {
+        "a": ["e", "e", "e"],
+        "b": ["e", "e", "e"],
+        "done": ["e", "task_completed"],
+        "redriven": ["e", "task_failed", "step_queued"],  # running again after a redrive
+    }
+    states = {"a": "running", "b": "running", "done": "completed", "redriven": "running"}
+    for task, types in logs.items():
+        await redis.hset(hub.keys.task(task), "state", states[task])
         key = hub.keys.events(task)
-        ids[task] = [await redis.xadd(key, {"type": "e", "data": f"{task}{i}"}) for i in range(3)]
+        ids[task] = []
+        for n, event_type in enumerate(types):
+            ids[task].append(await redis.xadd(key, {"type": event_type, "data": f"{task}{n}"}))
     await redis.set(hub.keys.task("odd"), "not a hash")
     pipelines = 0
     real_pipeline = hub.redis.pipeline
@@ -136,15 +148,68 @@ async def test_stream_opens_that_arrive_together_share_one_read(
         return real_pipeline(*args, **kwargs)
 
     monkeypatch.setattr(hub.redis, "pipeline", counting)
-    a, b, unknown, odd = await asyncio.gather(
+    before = command_calls(await redis.info("commandstats"))
+    a, b, done, redriven, unknown, odd = await asyncio.gather(
         hub.read_state_and_log("a", "0-0"),
         hub.read_state_and_log("b", ids["b"][0]),
+        hub.read_state_and_log("done", "0-0"),
+        hub.read_state_and_log("redriven", ids["redriven"][0]),
         hub.read_state_and_log("unknown", "0-0"),
         hub.read_state_and_log("odd", "0-0"),
         return_exceptions=True,
     )
-    assert a == ("running", [(i, "e", f"a{n}") for n, i in enumerate(ids["a"])])
-    assert b == ("running", [(i, "e", f"b{n}") for n, i in enumerate(ids["b"]) if n > 0])
+    reads = command_calls(await redis.info("commandstats")) - before
+
+    def logged(task: str, after: int = -1) -> list[tuple[str, str, str]]:
+        entries = zip(ids[task], logs[task], strict=True)
+        return [(i, t, f"{task}{n}") for n, (i, t) in enumerate(entries) if n > after]
+
+    assert a == ("running", logged("a"))
+    assert b == ("running", logged("b", after=0))
+    assert done == ("completed", logged("done"))
+    assert redriven == ("running", logged("redriven", after=0))
     assert unknown == (None, [])
     assert isinstance(odd, Exception) and "WRONGTYPE" in str(odd)
-    assert pipelines == 1
+    assert (reads["xrange"], reads["hget"], pipelines) == (6, 2, 2)
+
+
+async def test_a_just_accepted_task_streams_without_reading_redis(
+    hub: EventHub, redis: Redis
+) -> None:
+    """An open from before plan_created of a task this process just accepted: its catch-up is
+    plan_created alone, from memory, and the shared reader reads the rest, even of a task that
+    had finished before the open; one entry serves several opens."""
+    key = hub.keys.events("t6")
+    first = (await redis.xadd(key, {"type": "plan_created", "data": "{}"}), "plan_created", "{}")
+    hub.remember("t6", first)
+    later = ("step_started", "step_completed", "task_completed")
+    ids = [first[0]] + [await redis.xadd(key, {"type": t, "data": "{}"}) for t in later]
+    before = command_calls(await redis.info("commandstats"))
+    subs = [hub.subscribe_accepted("t6", start) for start in ("0-0", "0-0", "1-0")]
+    got = [[e[0] for e in await drain_queue(sub, 4)] for sub in subs if sub is not None]
+    reads = command_calls(await redis.info("commandstats")) - before
+    assert got == [ids] * 3
+    assert all(sub is not None and sub.queue.empty() for sub in subs)
+    assert reads["xrange"] == reads["hget"] == 0
+
+
+async def test_an_open_reads_redis_once_the_reader_is_past_the_first_event(
+    hub: EventHub, redis: Redis
+) -> None:
+    """Memory holds plan_created alone: an open it cannot answer exactly goes to Redis."""
+    key = hub.keys.events("t7")
+    first = (await redis.xadd(key, {"type": "plan_created", "data": "{}"}), "plan_created", "{}")
+    hub.remember("t7", first)
+    assert hub.subscribe_accepted("t7", first[0]) is None  # nothing of it to catch up
+    assert hub.subscribe_accepted("t8", "0-0") is None  # not accepted here
+    watcher = hub.subscribe_accepted("t7", "0-0")
+    assert watcher is not None
+    await redis.xadd(key, {"type": "step_started", "data": "{}"})
+    await drain_queue(watcher, 2)
+    # The reader's cursor is past plan_created: a new watcher would miss step_started.
+    assert hub.subscribe_accepted("t7", "0-0") is None
+    hub.unsubscribe(watcher)
+    # No cursor any more, but the XREAD in flight still reads the task after step_started.
+    assert hub._covered[key] != first[0]
+    assert hub.subscribe_accepted("t7", "0-0") is None
+    assert hub.open_streams == 0

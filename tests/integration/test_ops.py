@@ -85,6 +85,9 @@ async def test_a_live_stream_goes_on_past_the_failure_of_a_redriven_task(
         dlq = DeadLetters(h.redis, h.keys, max_attempts=3)
         (entry,) = await dlq.entries()
         await dlq.redrive(entry.id)  # running again, but no worker yet
+        # A stream open tells a task's state from the last event of its log (hub._read_opens):
+        # the redrive must have written one after task_failed.
+        assert (await h.events(task_id))[-1]["type"] != "task_failed"
         api = start_api(settings, tmp_path)
         try:
             reader = asyncio.create_task(
