@@ -15,6 +15,7 @@ from app.errors import TaskConflict
 from app.models import Plan, PlanStep
 from app.orchestration import telemetry
 from app.orchestration.recorder import Outcome
+from app.orchestration.store import submission
 from tests.integration.harness import BENCH_PLAN, Harness, ScriptedAgent, agents
 
 pytestmark = pytest.mark.integration
@@ -137,6 +138,31 @@ async def test_submissions_that_arrive_together_go_in_one_call(
     assert (await harness.redis.hget(harness.keys.task(taken), "user_input")) == "first"
     await harness.start_worker(agents())
     assert {await harness.wait_state(i) for i in ids} == {"completed"}
+
+
+async def test_a_submit_call_reads_and_writes_the_task_index_once(harness: Harness) -> None:
+    """The index of recent tasks costs one ZMSCORE and one ZADD per call, however many tasks it
+    creates, and names each of them; a chosen id whose index entry is gone (trimmed) while its
+    keys live is still refused, and so is an id given twice in one call."""
+    before = await _calls(harness)
+    ids = await asyncio.gather(*(harness.store.submit(f"t{i}", BENCH_PLAN) for i in range(9)))
+    calls = await _calls(harness) - before
+    runs = calls["time"]  # one per script run (an EVALSHA answered NOSCRIPT runs nothing)
+    assert runs < 9  # group commit: the nine share one or two calls
+    assert calls["zmscore"] == calls["zadd"] == runs and not calls["exists"]
+    index = harness.keys.tasks_index
+    assert set(await harness.redis.zrange(index, 0, -1)) >= set(ids)
+    await harness.redis.zrem(index, ids[0])
+    with pytest.raises(TaskConflict):
+        await harness.store.submit("again", BENCH_PLAN, task_id=ids[0])
+    args: list[Any] = [harness.keys.prefix]
+    for text in ("one", "two"):
+        one = submission("same", text, BENCH_PLAN)  # a generated id, twice
+        args += [len(one), *one]
+    first, second = await harness.store.scripts.call("submit", *args)
+    assert first[0] > 0 and second == [0, ""]
+    assert await harness.redis.hget(harness.keys.task("same"), "user_input") == "one"
+    assert await harness.redis.zscore(index, "same") == first[0]
 
 
 async def test_a_retried_submission_of_a_generated_id_is_not_a_conflict(

@@ -30,86 +30,88 @@ local function ack_later(agent, entry)
   table.insert(acks[agent], entry)
 end
 
--- Field names, built once per step id and call (a batch holds the same step of many tasks):
--- ``read`` lists what is read, and each field's name is under the field.
-local STEP_READ = {'state', 'attempt', 'sink', 'dependents', 'error', 'entry', 'queued_ms',
-                   'queue_wait_ms', 'runs'}
-local STEP_WRITE = {'started_ms', 'result', 'finished_ms', 'run_ms', 'cost', 'tin', 'tout', 'text'}
--- A dependent's fields: its counter, and what it needs to be queued.
-local DEPENDENT_READ = {'deps_left', 'agent', 'attempt', 'instr', 'deps', 'dependents'}
+-- What this call knows of each task's hash (its view): one HMGET at the task's first record
+-- reads the task's fields, each of its records' step fields and the fields of the dependents
+-- the records name (from their entry's ``d``; a hint, checked against the step's
+-- ``dependents``). The two parallel steps of a task usually land in one call, and their
+-- dependent is read with them. The reply is kept as it came (positions, no table of names:
+-- building one cost more than the HMGETs it saved), the fields a later record of the call may
+-- read are updated in it in place, and every write goes to ``w``, sent as one HSET per task.
+-- The list of names and the positions in it depend only on which steps a task's records name
+-- (its shape), so they are built once per shape and call: a batch holds the same step of many
+-- tasks.
 local TASK_READ = {'state', 'n_done', 'n_steps', 'cost_units', 'tokens_in', 'tokens_out',
                    'created_ms', 'sinks'}
-local STEP_NAMES, DEPENDENT_NAMES = {}, {}
+-- Positions in a task's reply: the task's fields, then each step's from its base.
+local T_STATE, T_DONE, T_STEPS, T_COST, T_TIN, T_TOUT, T_CREATED, T_SINKS = 1, 2, 3, 4, 5, 6, 7, 8
+local STEP_READ = {'state', 'attempt', 'sink', 'dependents', 'error', 'entry', 'queued_ms',
+                   'queue_wait_ms', 'runs'}
+local DEP_READ = {'deps_left', 'agent', 'attempt', 'instr', 'deps', 'dependents'}
+local STEP_WRITE = {'state', 'error', 'queued_ms', 'queue_wait_ms', 'runs', 'started_ms', 'result',
+                    'finished_ms', 'run_ms', 'cost', 'tin', 'tout', 'text'}
 
-local function names_of(cache, read, write, sid)
-  local names = cache[sid]
-  if names == nil then
-    names = {read = {}}
-    for i, f in ipairs(read) do
-      names[f] = sid .. '|' .. f
-      names.read[i] = names[f]
-    end
-    for _, f in ipairs(write) do names[f] = sid .. '|' .. f end
-    cache[sid] = names
-  end
-  return names
-end
-local function step_names(sid) return names_of(STEP_NAMES, STEP_READ, STEP_WRITE, sid) end
-local function dependent_names(sid) return names_of(DEPENDENT_NAMES, DEPENDENT_READ, {'result'}, sid) end
-
--- What this call knows of each task's hash: the fields its records need, read in one HMGET
--- at the task's first record (the two parallel steps of a task usually land in one call, and
--- their dependent is read with them), then kept current by the call's own writes, which wait in
--- ``w`` and go out as one HSET per task. Every field of a task that this script writes and may
--- read again is set in its view too (``vput``; record sets the step's own in place), so what
--- the view lacks has not been written here and is read as it is.
-local NEED, VIEWS, VIEW_ORDER = {}, {}, {}
-local USER_INPUT = {'user_input'}
-
-local function need(task_id, names)
-  local n = NEED[task_id]
+-- A step's field names, once per step id and call.
+local NAMES = {}
+local function names_of(sid)
+  local n = NAMES[sid]
   if n == nil then
-    n = {names = {unpack(TASK_READ)}, seen = {}}
-    NEED[task_id] = n
+    n = {}
+    for _, f in ipairs(STEP_WRITE) do n[f] = sid .. '|' .. f end
+    n.deps_left = sid .. '|deps_left'
+    NAMES[sid] = n
   end
-  if not n.seen[names] then  -- each list of names is one table per step id and call
-    n.seen[names] = true
-    local list, k = n.names, #n.names
-    for j, name in ipairs(names) do list[k + j] = name end
-  end
+  return n
 end
+
+local function append(list, sid, fields)
+  local k = #list
+  for j, f in ipairs(fields) do list[k + j] = sid .. '|' .. f end
+end
+
+-- Per task, its records' (step id, dependents hint) pairs in order: its shape.
+local PARTS = {}
+local SHAPES = {}
+
+local function shape_of(parts)
+  local key = (#parts == 2) and (parts[1] .. '\1' .. parts[2]) or table.concat(parts, '\1')
+  local shape = SHAPES[key]
+  if shape then return shape end
+  local names = {unpack(TASK_READ)}
+  shape = {names = names, step = {}, dep = {}}
+  for j = 1, #parts, 2 do
+    local sid, hint = parts[j], parts[j + 1]
+    if not shape.step[sid] then
+      shape.step[sid] = #names
+      append(names, sid, STEP_READ)
+    end
+    if hint ~= '?' and hint ~= '' then
+      if not shape.user then
+        names[#names + 1] = 'user_input'
+        shape.user = #names
+      end
+      for _, dep in ipairs(split(hint, ',')) do
+        if not shape.dep[dep] then
+          shape.dep[dep] = #names
+          append(names, dep, DEP_READ)
+        end
+      end
+    end
+  end
+  SHAPES[key] = shape
+  return shape
+end
+
+local VIEWS, VIEW_ORDER = {}, {}
 
 local function view_of(task_id)
   local v = VIEWS[task_id]
   if v == nil then
-    local tk, names = k_task(task_id), NEED[task_id].names
-    local values = redis.call('HMGET', tk, unpack(names))
-    local f = {}
-    for i, name in ipairs(names) do f[name] = values[i] end
-    v = {tk = tk, f = f, w = {}}
+    local tk, shape = k_task(task_id), shape_of(PARTS[task_id])
+    v = {tk = tk, s = shape, x = redis.call('HMGET', tk, unpack(shape.names)), w = {}}
     VIEWS[task_id] = v
     VIEW_ORDER[#VIEW_ORDER + 1] = v
   end
   return v
-end
-
--- The fields among ``names`` that the view lacks, in one HMGET.
-local function fetch(v, names)
-  local missing = {}
-  for _, name in ipairs(names) do
-    if v.f[name] == nil then missing[#missing + 1] = name end
-  end
-  if #missing == 0 then return end
-  local values = redis.call('HMGET', v.tk, unpack(missing))
-  for i, name in ipairs(missing) do v.f[name] = values[i] end
-end
-
--- A write to a task: into its view, and into the pending writes of its one HSET.
-local function vput(v, field, value)
-  v.f[field] = value
-  local w = v.w
-  w[#w + 1] = field
-  w[#w + 1] = value
 end
 
 local function flush_view(v)
@@ -117,6 +119,42 @@ local function flush_view(v)
     redis.call('HSET', v.tk, unpack(v.w))
     v.w = {}
   end
+end
+
+-- A dependent's fields, as (array, base): in the reply when a record named it, else read here
+-- (kept in ``more`` so that the call's other records see its counter go down).
+local function dependent(v, dep)
+  local base = v.s.dep[dep]
+  if base then return v.x, base end
+  v.more = v.more or {}
+  local got = v.more[dep]
+  if got == nil then
+    local names = {}
+    append(names, dep, DEP_READ)
+    got = redis.call('HMGET', v.tk, unpack(names))
+    v.more[dep] = got
+  end
+  return got, 0
+end
+
+-- Results and texts this call wrote, per task (a fan-in readied later in the call, a sink).
+local function wrote(v, field)
+  v[field] = v[field] or {}
+  return v[field]
+end
+
+-- The fields ``names`` of the task that this call has not written, in one HMGET.
+local function read_missing(v, names, written)
+  local missing = {}
+  for _, name in ipairs(names) do
+    if written[name] == nil then missing[#missing + 1] = name end
+  end
+  local got = {}
+  if #missing > 0 then
+    local values = redis.call('HMGET', v.tk, unpack(missing))
+    for j, name in ipairs(missing) do got[name] = values[j] end
+  end
+  return got
 end
 
 -- ``,"queued":[...]`` for step_completed: the steps this completion queued ('' for none).
@@ -133,63 +171,62 @@ end
 
 -- Count the completion of ``sid`` down in its dependents and queue the ones it made ready.
 -- Returns the queued steps (enqueue's list).
-local function release(task_id, v, sid, result, spent)
-  local f = v.f
-  local deps = split(f[step_names(sid).dependents], ',')
+local function release(task_id, v, sid, dependents, result, spent)
+  local deps = split(dependents, ',')
   if #deps == 0 then return {} end
   local steps = {}
   for _, dep in ipairs(deps) do
-    local d = dependent_names(dep)
-    fetch(v, d.read)  -- nothing to read when the record named its dependents
-    local left = tonumber(f[d.deps_left]) - 1
-    vput(v, d.deps_left, left)
+    local d, b = dependent(v, dep)
+    local left = tonumber(d[b + 1]) - 1
+    d[b + 1] = left
+    local w = v.w
+    w[#w + 1] = names_of(dep).deps_left
+    w[#w + 1] = left
     if left == 0 then
-      steps[#steps + 1] = {sid = dep, agent = f[d.agent], attempt = f[d.attempt], instr = f[d.instr],
-                           deps = split(f[d.deps], ','), dependents = f[d.dependents]}
+      steps[#steps + 1] = {sid = dep, agent = d[b + 2], attempt = d[b + 3], instr = d[b + 4],
+                           deps = split(d[b + 5], ','), dependents = d[b + 6]}
     end
   end
   if #steps == 0 then return {} end
   -- What the ready steps need: the input and their dependencies' results (those this call
-  -- wrote are in the view already).
-  local results, ready, names = {[sid] = result}, {}, {'user_input'}
+  -- wrote are known; the others are read).
+  local results, ready, names = wrote(v, 'r'), {}, {}
   for _, step in ipairs(steps) do
-    for _, dep in ipairs(step.deps) do
-      if dep ~= sid then names[#names + 1] = dependent_names(dep).result end
-    end
+    for _, dep in ipairs(step.deps) do names[#names + 1] = names_of(dep).result end
   end
-  fetch(v, names)
+  local user_input = v.s.user and v.x[v.s.user]
+  if not user_input then names[#names + 1] = 'user_input' end
+  local got = read_missing(v, names, results)
+  user_input = user_input or got['user_input']
+  local inputs = {}
   for j, step in ipairs(steps) do
     ready[j] = step.sid
     for _, dep in ipairs(step.deps) do
-      if dep ~= sid then results[dep] = f[dependent_names(dep).result] end
+      local name = names_of(dep).result
+      inputs[dep] = results[name] or got[name]
     end
   end
-  local w = v.w
-  local mark = #w
-  local queued = enqueue(task_id, v.tk, ready, ts, w, spent,
-                         {user_input = f['user_input'], steps = steps, results = results})
-  for j = mark + 1, #w, 2 do f[w[j]] = w[j + 1] end
-  return queued
+  return enqueue(task_id, v.tk, ready, ts, v.w, spent,
+                 {user_input = user_input, steps = steps, results = inputs})
 end
 
 -- The task is complete: its output is the text of its sink steps, in plan order.
-local function finish(task_id, v, sid, text, cost, tin, tout)
-  local f = v.f
-  local sinks, others = split(f['sinks'], ','), {}
-  for _, other in ipairs(sinks) do
-    if other ~= sid then others[#others + 1] = step_names(other).text end
-  end
-  fetch(v, others)
-  local texts = {}
-  for _, other in ipairs(sinks) do
-    texts[#texts + 1] = (other == sid) and text or (f[step_names(other).text] or '')
-  end
-  local output = table.concat(texts, '\n\n')
-  local latency = ts - tonumber(f['created_ms'])
-  vput(v, 'state', 'completed')
-  vput(v, 'finished_ms', ts)
-  vput(v, 'latency_ms', latency)
-  vput(v, 'output', output)
+local function finish(task_id, v, cost, tin, tout)
+  local x = v.x
+  local texts, sinks, names = wrote(v, 't'), split(x[T_SINKS], ','), {}
+  for _, other in ipairs(sinks) do names[#names + 1] = names_of(other).text end
+  local got = read_missing(v, names, texts)
+  local parts = {}
+  for j, name in ipairs(names) do parts[j] = texts[name] or got[name] or '' end
+  local output = table.concat(parts, '\n\n')
+  local latency = ts - tonumber(x[T_CREATED])
+  x[T_STATE] = 'completed'
+  local w = v.w
+  local n = #w
+  w[n + 1], w[n + 2] = 'state', 'completed'
+  w[n + 3], w[n + 4] = 'finished_ms', ts
+  w[n + 5], w[n + 6] = 'latency_ms', latency
+  w[n + 7], w[n + 8] = 'output', output
   flush_view(v)
   emit(task_id, {type = 'task_completed', latency_ms = latency, cost_units = cost,
                  tokens_in = tin, tokens_out = tout, output = output}, ts)
@@ -202,8 +239,11 @@ local function record(i, v)
   local result, text = ARGV[i + 6], ARGV[i + 7]
   local run_ms, cost = tonumber(ARGV[i + 8]), tonumber(ARGV[i + 9])
   local tin, tout = tonumber(ARGV[i + 10]), tonumber(ARGV[i + 11])
-  local f, s = v.f, step_names(sid)
-  local state, attempt, entry, t_state = f[s.state], f[s.attempt], f[s.entry], f['state']
+  local x, b, n = v.x, v.s.step[sid], names_of(sid)
+  local state, attempt, sink, dependents, err, entry, queued_ms, queue_wait_ms, runs =
+    x[b + 1], x[b + 2], x[b + 3], x[b + 4], x[b + 5], x[b + 6], x[b + 7], x[b + 8], x[b + 9]
+  local t_state = x[T_STATE]
+  local w = v.w
   if kind == 'c' then
     -- Ended under it (cancel, a failed sibling, an expired hash): settled, nothing to record.
     if state == 'cancelled' or not t_state then return 4 end
@@ -215,45 +255,40 @@ local function record(i, v)
     if entry ~= carrier then return 5 end
     if state == 'running' then return 0 end
     if state ~= 'queued' or attempt ~= attempt_in then return 5 end
-    local queued = tonumber(f[s.queued_ms]) or ts
+    local queued = tonumber(queued_ms) or ts
     local started = math.max(ts - run_ms, queued)
-    local w = v.w
-    local n = #w
-    w[n + 1], w[n + 2] = s.started_ms, started
-    w[n + 3], w[n + 4] = s.queued_ms, started
-    w[n + 5], w[n + 6] = s.queue_wait_ms,
-                         (tonumber(f[s.queue_wait_ms]) or 0) + math.max(0, started - queued)
-    w[n + 7], w[n + 8] = s.runs, (tonumber(f[s.runs]) or 0) + 1
+    local k = #w
+    w[k + 1], w[k + 2] = n.started_ms, started
+    w[k + 3], w[k + 4] = n.queued_ms, started
+    w[k + 5], w[k + 6] = n.queue_wait_ms, (tonumber(queue_wait_ms) or 0) + math.max(0, started - queued)
+    w[k + 7], w[k + 8] = n.runs, (tonumber(runs) or 0) + 1
     emit_head(task_id, 'step_started', ARGV[i + 13], started)
   end
-  local done = tonumber(f['n_done']) + 1
-  cost, tin, tout = tonumber(f['cost_units']) + cost, tonumber(f['tokens_in']) + tin,
-                    tonumber(f['tokens_out']) + tout
-  if f[s.error] then
-    redis.call('HDEL', v.tk, s.error)
-    f[s.error] = false
+  local done = tonumber(x[T_DONE]) + 1
+  cost, tin, tout = tonumber(x[T_COST]) + cost, tonumber(x[T_TIN]) + tin, tonumber(x[T_TOUT]) + tout
+  if err then
+    redis.call('HDEL', v.tk, n.error)
+    x[b + 5] = false
   end
-  -- Written straight into the pending HSET; the view keeps what a later record of the call
-  -- may read (the step's state and result, the task's totals).
-  local w = v.w
-  local n = #w
-  w[n + 1], w[n + 2] = s.result, result
-  w[n + 3], w[n + 4] = s.state, 'completed'
-  w[n + 5], w[n + 6] = s.finished_ms, ts
-  w[n + 7], w[n + 8] = s.run_ms, run_ms
-  w[n + 9], w[n + 10] = s.cost, ARGV[i + 9]
-  w[n + 11], w[n + 12] = s.tin, ARGV[i + 10]
-  w[n + 13], w[n + 14] = s.tout, ARGV[i + 11]
-  w[n + 15], w[n + 16] = 'n_done', done
-  w[n + 17], w[n + 18] = 'cost_units', cost
-  w[n + 19], w[n + 20] = 'tokens_in', tin
-  w[n + 21], w[n + 22] = 'tokens_out', tout
-  if f[s.sink] == '1' then  -- a later sink's completion in this call reads it (finish)
-    w[n + 23], w[n + 24] = s.text, text
-    f[s.text] = text
+  -- The fields a later record of this call may read change in the reply too.
+  x[b + 1], x[T_DONE], x[T_COST], x[T_TIN], x[T_TOUT] = 'completed', done, cost, tin, tout
+  wrote(v, 'r')[n.result] = result
+  local k = #w
+  w[k + 1], w[k + 2] = n.result, result
+  w[k + 3], w[k + 4] = n.state, 'completed'
+  w[k + 5], w[k + 6] = n.finished_ms, ts
+  w[k + 7], w[k + 8] = n.run_ms, run_ms
+  w[k + 9], w[k + 10] = n.cost, ARGV[i + 9]
+  w[k + 11], w[k + 12] = n.tin, ARGV[i + 10]
+  w[k + 13], w[k + 14] = n.tout, ARGV[i + 11]
+  w[k + 15], w[k + 16] = 'n_done', done
+  w[k + 17], w[k + 18] = 'cost_units', cost
+  w[k + 19], w[k + 20] = 'tokens_in', tin
+  w[k + 21], w[k + 22] = 'tokens_out', tout
+  if sink == '1' then
+    w[k + 23], w[k + 24] = n.text, text
+    wrote(v, 't')[n.text] = text
   end
-  f[s.result], f[s.state], f['n_done'] = result, 'completed', done
-  f['cost_units'], f['tokens_in'], f['tokens_out'] = cost, tin, tout
   local completed = ARGV[i + 14]
   local over = nil
   if max_tokens > 0 and tin + tout >= max_tokens then
@@ -261,33 +296,35 @@ local function record(i, v)
   elseif max_cost > 0 and cost >= max_cost then
     over = 'cost budget exhausted: ' .. cost .. ' of ' .. max_cost .. ' cost units'
   end
-  if t_state ~= 'running' or (over and done < tonumber(f['n_steps'])) then
+  if t_state ~= 'running' or (over and done < tonumber(x[T_STEPS])) then
     emit_head(task_id, 'step_completed', completed, ts)
     if t_state ~= 'running' then return 1 end
-    vput(v, 'error', over)
+    w[#w + 1], w[#w + 2] = 'error', over
     flush_view(v)
     close_task(task_id, v.tk, 'failed', ts, ttl, {type = 'task_failed', step_id = sid,
                error = over, budget = true})
     VIEWS[task_id] = nil  -- close_task wrote past the view: a later record reads afresh
     return 3
   end
-  local queued = release(task_id, v, sid, result, tin + tout)
+  local queued = release(task_id, v, sid, dependents, result, tin + tout)
   emit_head(task_id, 'step_completed', completed, ts .. queued_json(queued))
-  if done < tonumber(f['n_steps']) then return 1 end
-  finish(task_id, v, sid, text, cost, tin, tout)
+  if done < tonumber(x[T_STEPS]) then return 1 end
+  finish(task_id, v, cost, tin, tout)
   return 2
 end
 
 local consumer, slots = ARGV[5], ARGV[6]
 
--- Plan each task's read: its records' steps, and the dependents they name.
+-- Each task's shape: its records' steps, and the dependents they name.
 for i = 7, #ARGV, RECORD do
   if ARGV[i] ~= 'a' then
-    local task_id, sid, hint = ARGV[i + 2], ARGV[i + 3], ARGV[i + 15]
-    need(task_id, step_names(sid).read)
-    if hint ~= '?' and hint ~= '' then
-      need(task_id, USER_INPUT)
-      for _, dep in ipairs(split(hint, ',')) do need(task_id, dependent_names(dep).read) end
+    local task_id = ARGV[i + 2]
+    local parts = PARTS[task_id]
+    if parts == nil then
+      PARTS[task_id] = {ARGV[i + 3], ARGV[i + 15]}
+    else
+      parts[#parts + 1] = ARGV[i + 3]
+      parts[#parts + 1] = ARGV[i + 15]
     end
   end
 end

@@ -14,39 +14,59 @@ local ts = now_ms()
 local ts_text = tostring(ts)  -- formatted once for every event of the call
 local K_TASKS = P .. ':tasks'
 
-local function submit(first, last)
+-- The tasks' index (recent tasks, newest first) is read once and written once per call, not
+-- per task: its entry, written with the task, also tells whether a generated id exists.
+local groups, ids = {}, {}
+local i = 2
+while i <= #ARGV do
+  local k = tonumber(ARGV[i])
+  groups[#groups + 1] = i + 1
+  ids[#ids + 1] = ARGV[i + 1]
+  i = i + 1 + k
+end
+local indexed = redis.call('ZMSCORE', K_TASKS, unpack(ids))
+local created, made, index = {}, {}, {}
+
+local function submit(j)
+  local first = groups[j]
+  local last = (groups[j + 1] or (#ARGV + 2)) - 2
   local task_id, chosen, n = ARGV[first], ARGV[first + 1], tonumber(ARGV[first + 3])
   local tk = k_task(task_id)
+  if made[task_id] then return {0, ''} end  -- the same id twice in one call
   if chosen == '1' then
+    -- A client's own id may name a task whose index entry is gone (trimmed at its creation
+    -- time plus the TTL) while its keys live on.
     if redis.call('EXISTS', tk) == 1 then return {0, ''} end
-    redis.call('ZADD', K_TASKS, ts, task_id)
-  elseif redis.call('ZADD', K_TASKS, 'NX', ts, task_id) == 0 then
+  elseif indexed[j] then
     -- A generated id (uuid4) is new unless a call whose reply was lost created it (the client
-    -- retries on connection errors): the index entry, written with the task, tells, so no
-    -- EXISTS is needed on this path.
+    -- retries on connection errors).
     return {0, ''}
   end
   local w = {unpack(ARGV, first + 4, first + 3 + 2 * n)}
   put(w, 'created_ms', ts)
   local id = emit_head(task_id, 'plan_created', ARGV[first + 2], ts_text)
-  local i = first + 4 + 2 * n
-  while i <= last do
-    local agent, ids = ARGV[i], ARGV[i + 1]
-    local entry = redis.call('XADD', k_agent(agent), '*', 't', task_id, 's', ids, 'x', ARGV[i + 2])
-    i = i + 3
-    for _, sid in ipairs(split(ids, ',')) do
+  local at = first + 4 + 2 * n
+  while at <= last do
+    local agent, sids = ARGV[at], ARGV[at + 1]
+    local entry = redis.call('XADD', k_agent(agent), '*', 't', task_id, 's', sids, 'x', ARGV[at + 2])
+    at = at + 3
+    for _, sid in ipairs(split(sids, ',')) do
       put(w, sid .. '|queued_ms', ts)
       put(w, sid .. '|entry', entry)
     end
   end
   flush(tk, w)
+  made[task_id] = true
+  index[#index + 1] = ts
+  index[#index + 1] = task_id
   return {ts, id}
 end
 
-local created, i = {}, 2
-while i <= #ARGV do
-  local k = tonumber(ARGV[i])
-  created[#created + 1] = submit(i + 1, i + k)
-  i = i + 1 + k
-end
+-- A task whose creation fails (a script error) fails the call; those before it are created
+-- and indexed.
+local ok, err = pcall(function()
+  for j = 1, #groups do created[j] = submit(j) end
+end)
+if #index > 0 then redis.call('ZADD', K_TASKS, unpack(index)) end
+if not ok then error(err, 0) end
 return created
