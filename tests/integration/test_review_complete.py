@@ -1,0 +1,91 @@
+"""Review: complete.lua edge cases of the one-read/one-write-per-task rewrite."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from app.models import Plan, PlanStep
+from app.orchestration.recorder import Outcome
+from tests.integration.harness import BENCH_PLAN, Harness
+
+pytestmark = pytest.mark.integration
+
+
+async def call(harness: Harness, *records: object, max_cost: float = 0) -> Any:
+    flat = [a for r in records for a in r]  # type: ignore[attr-defined]
+    codes, _ = await harness.store.scripts.call(
+        "complete", harness.keys.prefix, harness.settings.task_ttl_s, 0, max_cost, "", "",
+        *flat,
+    )  # fmt: skip
+    return codes
+
+
+def rec(task_id: str, agent: str, sid: str, entry: str, hint: str = "?", cost: float = 0,
+        text: str = "t") -> list[Any]:  # fmt: skip
+    return Outcome(
+        "f", agent, task_id, sid, 1, entry, orjson.dumps({"from": sid}), "s", text, 1, cost, 0, 0,
+        dependents=hint,
+    ).args()  # fmt: skip
+
+
+async def entry_of(harness: Harness, agent: str) -> str:
+    return (await harness.redis.xrange(harness.keys.agent_stream(agent)))[-1][0]
+
+
+async def test_fan_in_in_one_call_with_unknown_hints(harness: Harness) -> None:
+    task_id = await harness.store.submit("x", BENCH_PLAN)
+    e = await entry_of(harness, "retriever")
+    codes = await call(harness, rec(task_id, "retriever", "retrieve_1", e),
+                       rec(task_id, "retriever", "retrieve_2", e))  # fmt: skip
+    assert codes == [1, 1]
+    ((_, body),) = await harness.redis.xrange(harness.keys.agent_stream("analyzer"))
+    assert set(orjson.loads(body["x"])["s"]["analyze"]["in"]) == {"retrieve_1", "retrieve_2"}
+    assert await harness.redis.hget(harness.keys.task(task_id), "analyze|deps_left") == "0"
+
+
+async def test_budget_stop_then_a_later_record_of_the_task_in_the_same_call(
+    harness: Harness,
+) -> None:
+    task_id = await harness.store.submit("x", BENCH_PLAN)
+    e = await entry_of(harness, "retriever")
+    codes = await call(
+        harness,
+        rec(task_id, "retriever", "retrieve_1", e, "analyze", cost=5),
+        rec(task_id, "retriever", "retrieve_2", e, "analyze", cost=5),
+        max_cost=1,
+    )
+    assert codes == [3, 4]
+    fields = await harness.redis.hgetall(harness.keys.task(task_id))
+    assert fields["state"] == "failed" and fields["n_done"] == "1"
+    assert fields["retrieve_2|state"] == "cancelled" and fields["analyze|deps_left"] == "2"
+    types = [(e["type"], e.get("step_id")) for e in await harness.events(task_id)]
+    assert types[-1][0] == "task_failed" and ("step_started", "retrieve_2") not in types
+    assert not await harness.redis.xlen(harness.keys.agent_stream("analyzer"))
+
+
+async def test_two_sinks_completing_in_one_call_give_the_output_in_plan_order(
+    harness: Harness,
+) -> None:
+    plan = Plan(
+        steps=[
+            PlanStep(id="a", agent="retriever", instruction="a"),
+            PlanStep(id="s1", agent="writer", instruction="s1", depends_on=["a"]),
+            PlanStep(id="s2", agent="writer", instruction="s2", depends_on=["a"]),
+        ]
+    )
+    task_id = await harness.store.submit("x", plan)
+    e = await entry_of(harness, "retriever")
+    assert await call(harness, rec(task_id, "retriever", "a", e, "s1,s2")) == [1]
+    w = await entry_of(harness, "writer")
+    codes = await call(harness, rec(task_id, "writer", "s2", w, "", text="two"),
+                       rec(task_id, "writer", "s1", w, "", text="one"),
+                       rec(task_id, "writer", "s1", w, "", text="dup"))  # fmt: skip
+    assert codes == [1, 2, 4]
+    fields = await harness.redis.hgetall(harness.keys.task(task_id))
+    assert fields["state"] == "completed" and fields["output"] == "one\n\ntwo"
+    events = await harness.events(task_id)
+    assert events[-1]["type"] == "task_completed" and events[-1]["output"] == "one\n\ntwo"
+    assert [e["type"] for e in events].count("step_completed") == 3
