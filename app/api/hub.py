@@ -296,12 +296,17 @@ class EventHub:
                 answers.append((None, []))
                 resumed.append(i)
         if resumed:
+            # The state first, then the log again: a task that ended after the first read has
+            # its terminal event in the second (state and event are written in one script).
             async with self.redis.pipeline(transaction=False) as pipe:
                 for i in resumed:
-                    pipe.hget(self.keys.task(opens[i][0]), "state")
-                states: list[Any] = await pipe.execute(raise_on_error=False)
-            for i, state in zip(resumed, states, strict=True):
-                answers[i] = state if isinstance(state, Exception) else (state, [])
+                    task_id, after_id = opens[i]
+                    pipe.hget(self.keys.task(task_id), "state")
+                    pipe.xrange(self.keys.events(task_id), f"({after_id}", "+")
+                replies: list[Any] = await pipe.execute(raise_on_error=False)
+            for i, state, log in zip(resumed, replies[::2], replies[1::2], strict=True):
+                failed = next((r for r in (state, log) if isinstance(r, Exception)), None)
+                answers[i] = failed or (state, [as_event(e, f) for e, f in log])
         return answers
 
     def remember(self, task_id: str, first_event: Event) -> None:
