@@ -279,7 +279,9 @@ class EventHub:
         """The logs first: a task's log and hash are created together and expire together, so
         a catch-up that is not empty tells that the task exists, and its last event tells the
         state. Only the opens with an empty catch-up (a resume) read the state, in a second
-        round trip."""
+        round trip, and their log again after it: a state read after the log could say
+        "ended" of a task whose terminal event the first read missed (a 204 then would lose
+        it for good)."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for task_id, after_id in opens:
                 pipe.xrange(self.keys.events(task_id), f"({after_id}", "+")

@@ -1,11 +1,12 @@
-"""Review: a resume whose catch-up is empty reads the state AFTER the log; a task that ends in
-between is answered 204 although its terminal event (after Last-Event-ID) was never sent."""
+"""A resume whose catch-up is empty reads the task's state: a task that ends between that read
+and the log read must still send its terminal event, never a 204 (EventSource would stop)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
+import redis
 from redis.asyncio import Redis
 
 from app.api.drain import DrainState
@@ -39,7 +40,7 @@ async def test_a_task_ending_between_the_log_read_and_the_state_read_is_not_a_20
             calls += 1
             if calls == 2:  # the state read of an empty catch-up: the task ends just before
                 # (what cancel.lua / complete.lua do atomically: state and event together)
-                sync = __import__("redis").Redis.from_url(redis_url, decode_responses=True)
+                sync = redis.Redis.from_url(redis_url, decode_responses=True)
                 sync.hset(keys.task(task), "state", "cancelled")
                 sync.xadd(keys.events(task), {"type": "task_cancelled", "data": "{}"})
                 sync.close()

@@ -1,4 +1,4 @@
-"""Review: complete.lua edge cases of the one-read/one-write-per-task rewrite."""
+"""complete.lua: several records of one task in one call (the call's shared view of the task)."""
 
 from __future__ import annotations
 
