@@ -50,6 +50,18 @@ def test_at_most_max_tasks_are_kept_oldest_dropped_first() -> None:
     assert [accepted.first_event(t) is not None for t in "abcde"] == [False] * 2 + [True] * 3
 
 
+def test_at_most_max_bytes_of_plans_are_kept_oldest_dropped_first() -> None:
+    """An LLM's plan can be ~100 KB: the memory is bounded by its data too, not by count alone."""
+    big = ("1-1", "plan_created", "x" * 400)
+    accepted = AcceptedTasks(keep_s=10, max_bytes=1000, clock=Clock())
+    for task_id in "abc":
+        accepted.remember(task_id, big)
+    assert [accepted.first_event(t) is not None for t in "abc"] == [False, True, True]
+    accepted.remember("b", first("b"))  # remembered again: counted once, with its new size
+    accepted.remember("d", big)
+    assert [accepted.first_event(t) is not None for t in "bcd"] == [True, True, True]
+
+
 def test_never_kept_longer_than_half_the_task_ttl() -> None:
     """A task served from memory must still have its log when the shared reader reads it."""
     assert keep_s_for(7 * 24 * 3600) == DEFAULT_KEEP_S

@@ -330,19 +330,27 @@ for i = 7, #ARGV, RECORD do
 end
 
 -- A record that fails midway (a script error) must not take the writes of those before it
--- along, nor leave half of its own: its pending writes are dropped, those before it flushed,
--- the error returned and nothing ACKed, so every record of the call is delivered again and the
--- fences make the ones already recorded no-ops.
+-- along: they are flushed, its own pending hash writes are dropped, the error is returned and
+-- nothing is ACKed, so every record of the call is delivered again and the fences make the
+-- ones already recorded no-ops. (What the failed record had already added to a stream, a
+-- step_started or a queued entry, stays: a script cannot take back a write.)
+local function view_and_record(i)
+  return record(i, view_of(ARGV[i + 2]))
+end
+
 local codes = {}
 for i = 7, #ARGV, RECORD do
   local kind, agent, ack = ARGV[i], ARGV[i + 1], ARGV[i + 12]
   local code = 1
   if kind ~= 'a' then
-    local v = view_of(ARGV[i + 2])
-    local mark = #v.w
-    local ok, err = pcall(record, i, v)
+    local before = VIEWS[ARGV[i + 2]]
+    local mark = before and #before.w or 0
+    local ok, err = pcall(view_and_record, i)
     if not ok then
-      for j = #v.w, mark + 1, -1 do v.w[j] = nil end
+      local v = VIEWS[ARGV[i + 2]]
+      if v and (v == before or mark == 0) then
+        for j = #v.w, mark + 1, -1 do v.w[j] = nil end
+      end
       for _, other in ipairs(VIEW_ORDER) do flush_view(other) end
       error(err, 0)
     end
