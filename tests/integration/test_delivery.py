@@ -504,6 +504,12 @@ async def test_failing_step_retries_with_growing_delays_then_dead_letters(harnes
     retries = [e for e in events if e["type"] == "step_retrying"]
     assert [e["attempt"] for e in retries] == [2, 3]
     assert retries[0]["delay_ms"] < retries[1]["delay_ms"]
+    # A retry whose backoff is over is queued on its own: it says so (promote.lua, announce).
+    requeued = [e for e in events if e["type"] == "step_queued"]
+    assert [(e["step_id"], e["agent"], e["attempt"]) for e in requeued] == [
+        ("analyze", "analyzer", 2),
+        ("analyze", "analyzer", 3),
+    ]
     gaps = [b - a for a, b in zip(analyzer.run_times, analyzer.run_times[1:], strict=False)]
     assert len(analyzer.run_times) == 3 and gaps[0] < gaps[1]
     failed = [e for e in events if e["type"] == "step_failed"]

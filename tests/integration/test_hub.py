@@ -69,6 +69,20 @@ async def test_a_stream_opened_during_drain_ends_at_once(hub: EventHub, redis: R
     assert got[0][1] == "e" and got[1] is None
 
 
+async def test_a_just_accepted_stream_opened_during_drain_ends_at_once(
+    hub: EventHub, redis: Redis
+) -> None:
+    """The memory path ends at the next event boundary during a drain, as the read path does."""
+    first = (await redis.xadd(hub.keys.events("t9"), {"type": "plan_created", "data": "{}"}),
+             "plan_created", "{}")  # fmt: skip
+    hub.remember("t9", first)
+    hub.end_all()
+    sub = hub.subscribe_accepted("t9", "0-0")
+    assert sub is not None
+    got = await drain_queue(sub, 2)
+    assert got[0] == first and got[1] is None
+
+
 async def test_the_reader_starts_a_lone_watcher_after_its_catch_up(
     hub: EventHub, redis: Redis
 ) -> None:
