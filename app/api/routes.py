@@ -69,6 +69,17 @@ async def run_task(
 @router.get(
     "/stream/{task_id}",
     summary="Task events as Server-Sent Events",
+    description=(
+        "Each event has `id:` (its entry id in the task's log: resume with `Last-Event-ID`), "
+        "`event:` (its type) and `data:` (JSON with `type`, `task_id`, `ts`, and `step_id`, "
+        "`agent`, `attempt` where they apply). Types: `plan_created`, `step_queued`, "
+        "`step_started`, `step_progress`, `step_completed`, `step_retrying`, `step_failed`, "
+        "`task_completed`, `task_failed`, `task_cancelled`. A step queued by another event is "
+        "listed in that event's `queued` (`plan_created` for the first steps, the "
+        "`step_completed` that made it ready), each item `{step_id, agent, attempt}`; "
+        "`step_queued` is for a step queued on its own (a retry after its backoff, a redrive). "
+        "The stream ends after the task's terminal event."
+    ),
     response_class=Response,
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "The task's event log, live"},
