@@ -38,7 +38,7 @@ SUBMIT_BATCH = 8
 
 @dataclass(frozen=True)
 class Phase:
-    script_us: float  # EVALSHA server time per task, script-internal calls included
+    script_us: float  # the scripts' (FCALL) server time per task, script-internal calls included
     commands: float  # commands per task, script-internal calls included
     cpu_us: float  # server CPU per task (user + sys), the round trips' cost included
 

@@ -1,12 +1,22 @@
--- Shared helpers, prepended to every script (EVAL has no imports).
--- Keys are built from the prefix with the layout of app/keys.py; this is a single-node design
--- (a step completion touches the task and the next agent's stream atomically).
-local P = ARGV[1]
+-- Shared helpers at the head of the function library (app/orchestration/scripts.py): loaded
+-- once, not rebuilt at every call as a script's helpers are. Keys are built from the prefix
+-- with the layout of app/keys.py; this is a single-node design (a step completion touches the
+-- task and the next agent's stream atomically).
+-- A call's arguments and what follows from them; ``begin`` sets them first thing in every
+-- call (one call runs at a time, so library-level state is the call's until it returns).
+local ARGV, P, K_DELAYED, K_DLQ
+-- Entries this call added, per agent (complete.lua hands them to its caller).
+local QUEUED
+
+local function begin(args)
+  ARGV, P = args, args[1]
+  K_DELAYED, K_DLQ = P .. ':delayed', P .. ':dlq'
+  QUEUED = {}
+end
+
 local function k_task(t) return P .. ':task:' .. t end
 local function k_events(t) return P .. ':task:' .. t .. ':events' end
 local function k_agent(a) return P .. ':agent:' .. a end
-local K_DELAYED = P .. ':delayed'
-local K_DLQ = P .. ':dlq'
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -54,9 +64,6 @@ end
 local function flush(tk, w)
   if #w > 0 then redis.call('HSET', tk, unpack(w)) end
 end
-
--- Entries this script run added, per agent (complete.lua hands them to its caller).
-local QUEUED = {}
 
 -- Queue a set of ready steps: one stream entry per agent (a batch). Returns the queued steps,
 -- {{sid =, agent =, attempt =}, ...}: the caller's event names them (``queued``), or, with

@@ -20,9 +20,8 @@
 -- claimed attempt), 5 the entry no longer carries the step.
 -- ``handed``: entries delivered to the caller, {{agent, entries as XREADGROUP returns them}}.
 local RECORD = 16
-local ttl, max_tokens, max_cost = tonumber(ARGV[2]), tonumber(ARGV[3]) or 0, tonumber(ARGV[4]) or 0
-local ts = now_ms()
-local acks, ack_order = {}, {}
+-- The call's own state, set at its start (below "per call"); the helpers read it.
+local ttl, max_tokens, max_cost, ts, acks, ack_order
 
 local function ack_later(agent, entry)
   if entry == nil or entry == '' then return end
@@ -50,11 +49,15 @@ local DEP_READ = {'deps_left', 'agent', 'attempt', 'instr', 'deps', 'dependents'
 local STEP_WRITE = {'state', 'error', 'queued_ms', 'queue_wait_ms', 'runs', 'started_ms', 'result',
                     'finished_ms', 'run_ms', 'cost', 'tin', 'tout', 'text'}
 
--- A step's field names, once per step id and call.
-local NAMES = {}
+-- A step's field names, built once per step id and kept from call to call (the library
+-- lives as long as the server): most of what a call used to spend on them. Bounded: plans
+-- name their steps freely, so after CACHED step ids (and shapes) the caches start over.
+local CACHED = 4096
+local NAMES, N_NAMES = {}, 0
 local function names_of(sid)
   local n = NAMES[sid]
   if n == nil then
+    N_NAMES = N_NAMES + 1
     n = {}
     for _, f in ipairs(STEP_WRITE) do n[f] = sid .. '|' .. f end
     n.deps_left = sid .. '|deps_left'
@@ -68,9 +71,10 @@ local function append(list, sid, fields)
   for j, f in ipairs(fields) do list[k + j] = sid .. '|' .. f end
 end
 
--- Per task, its records' (step id, dependents hint) pairs in order: its shape.
-local PARTS = {}
-local SHAPES = {}
+-- Per task, its records' (step id, dependents hint) pairs in order: its shape. Shapes are
+-- kept from call to call, as names are.
+local PARTS
+local SHAPES, N_SHAPES = {}, 0
 
 local function shape_of(parts)
   local key = (#parts == 2) and (parts[1] .. '\1' .. parts[2]) or table.concat(parts, '\1')
@@ -98,10 +102,11 @@ local function shape_of(parts)
     end
   end
   SHAPES[key] = shape
+  N_SHAPES = N_SHAPES + 1
   return shape
 end
 
-local VIEWS, VIEW_ORDER = {}, {}
+local VIEWS, VIEW_ORDER
 
 local function view_of(task_id)
   local v = VIEWS[task_id]
@@ -313,6 +318,18 @@ local function record(i, v)
   return 2
 end
 
+local function view_and_record(i)
+  return record(i, view_of(ARGV[i + 2]))
+end
+
+-- Per call: everything below runs at every call; the helpers above are built once.
+ttl, max_tokens, max_cost = tonumber(ARGV[2]), tonumber(ARGV[3]) or 0, tonumber(ARGV[4]) or 0
+ts = now_ms()
+acks, ack_order = {}, {}
+PARTS, VIEWS, VIEW_ORDER = {}, {}, {}
+if N_NAMES > CACHED or N_SHAPES > CACHED then
+  NAMES, N_NAMES, SHAPES, N_SHAPES = {}, 0, {}, 0
+end
 local consumer, slots = ARGV[5], ARGV[6]
 
 -- Each task's shape: its records' steps, and the dependents they name.
@@ -334,10 +351,6 @@ end
 -- nothing is ACKed, so every record of the call is delivered again and the fences make the
 -- ones already recorded no-ops. (What the failed record had already added to a stream, a
 -- step_started or a queued entry, stays: a script cannot take back a write.)
-local function view_and_record(i)
-  return record(i, view_of(ARGV[i + 2]))
-end
-
 local codes = {}
 for i = 7, #ARGV, RECORD do
   local kind, agent, ack = ARGV[i], ARGV[i + 1], ARGV[i + 12]

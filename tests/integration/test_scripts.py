@@ -1,0 +1,80 @@
+"""The scripts as one function library: loaded when a call finds it missing, one version per
+release side by side, each call's state its own."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from app.keys import Keys
+from app.orchestration import scripts as scripts_mod
+from app.orchestration.scripts import SCRIPT_NAMES, Scripts, library
+from app.orchestration.store import TaskStore
+from tests.integration.harness import BENCH_PLAN, Harness
+
+pytestmark = pytest.mark.integration
+
+
+async def libraries(redis: Redis) -> set[str]:
+    found: list[Any] = await redis.function_list("agentic_*")
+    # Each library comes as a flat [name, value, ...] list.
+    return {str(dict(zip(lib[::2], lib[1::2], strict=True))["library_name"]) for lib in found}
+
+
+async def test_a_server_without_the_library_gets_it_at_the_first_call(harness: Harness) -> None:
+    """A new server, or FUNCTION FLUSH: the first call loads the library and goes through."""
+    await harness.redis.function_flush()
+    assert not await libraries(harness.redis)
+    task_id = await harness.store.submit("x", BENCH_PLAN)
+    version, _ = library()
+    assert await libraries(harness.redis) == {f"agentic_{version}"}
+    assert await harness.redis.hget(harness.keys.task(task_id), "state") == "running"
+
+
+async def test_two_releases_share_a_server(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rolling upgrade: processes of the old release and of the new one call their own
+    version of the library, which are named apart and loaded side by side."""
+    old = Scripts(harness.redis)
+    real_source = scripts_mod.source.__wrapped__
+
+    def changed(name: str) -> str:
+        return real_source(name) + ("\n-- the next release" if name == "common" else "")
+
+    library.cache_clear()
+    monkeypatch.setattr(scripts_mod, "source", changed)
+    try:
+        new = Scripts(harness.redis)
+    finally:
+        library.cache_clear()
+    assert new._version != old._version
+    store = TaskStore(harness.redis, harness.keys, ttl_s=60)
+    for scripts in (old, new):
+        store.scripts = scripts
+        task_id = await store.submit("x", BENCH_PLAN)
+        assert await harness.redis.hget(harness.keys.task(task_id), "state") == "running"
+    assert {f"agentic_{old._version}", f"agentic_{new._version}"} <= await libraries(harness.redis)
+
+
+async def test_each_call_works_on_its_own_arguments(harness: Harness, redis_url: str) -> None:
+    """The library keeps state between calls (its helpers, the field names it has built):
+    none of it may carry a call's arguments into the next one, here the key prefix."""
+    other = Keys(f"{harness.keys.prefix}x")
+    store = TaskStore(harness.redis, other, ttl_s=60)
+    first = await harness.store.submit("one", BENCH_PLAN)
+    second = await store.submit("two", BENCH_PLAN)
+    assert await harness.redis.hget(harness.keys.task(first), "user_input") == "one"
+    assert await harness.redis.hget(other.task(second), "user_input") == "two"
+    assert not await harness.redis.exists(harness.keys.task(second), other.task(first))
+    reply: Any = await harness.redis.xrange(other.agent_stream("retriever"))
+    assert [body["t"] for _, body in reply] == [second]
+
+
+def test_the_library_registers_every_script_under_its_version() -> None:
+    version, source = library()
+    assert source.startswith(f"#!lua name=agentic_{version}\n")
+    for name in SCRIPT_NAMES:
+        assert f"redis.register_function('{name}_{version}', call)" in source
