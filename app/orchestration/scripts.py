@@ -21,6 +21,7 @@ helpers that need no call state above a ``-- Per call:`` line, and those run onc
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from functools import cache
 from importlib import resources
@@ -51,38 +52,55 @@ def source(name: str) -> str:
 
 
 PER_CALL = "-- Per call:"
+#: How each script sits in the library: its helpers, then its function, in a block of its own.
+WRAPPER = """-- {name}.lua
+do
+{once}
+local function call(_, args)
+begin(args)
+{per_call}
+end
+redis.register_function('{name}_{version}', call)
+end"""
 
 
 @cache
 def library() -> tuple[str, str]:
     """(version, source) of the function library holding every script. Each script's locals
     live in a ``do ... end`` block of their own: a Lua chunk holds at most 200 locals, and the
-    scripts' helpers together pass that."""
-    blocks = []
+    scripts' helpers together pass that. The version is a hash of the whole text (with a
+    placeholder where the version goes), so any change to it makes a new version."""
+    blocks = [source("common")]
     for name in SCRIPT_NAMES:
         once, marker, rest = source(name).partition(PER_CALL)
         once, per_call = (once, marker + rest) if marker else ("", once)
-        blocks.append((name, f"{once}\nlocal function call(_, args)\nbegin(args)\n{per_call}\nend"))
-    body = "\n".join([source("common"), *(code for _, code in blocks)])
-    version = hashlib.sha1(body.encode()).hexdigest()[:12]
-    scoped = [source("common")]
-    for name, code in blocks:
-        scoped.append(
-            f"-- {name}.lua\ndo\n{code}\nredis.register_function('{name}_{version}', call)\nend"
-        )
-    return version, f"#!lua name=agentic_{version}\n" + "\n".join(scoped) + "\n"
+        blocks.append(WRAPPER.format(name=name, once=once, per_call=per_call, version=VERSION))
+    text = f"#!lua name=agentic_{VERSION}\n" + "\n".join(blocks) + "\n"
+    version = hashlib.sha1(text.encode()).hexdigest()[:12]
+    return version, text.replace(VERSION, version)
+
+
+VERSION = "%VERSION%"
+ALREADY_LOADED = "already exists"
 
 
 class Scripts:
     """The library's functions, called on one client; the library is loaded when a call finds
-    it missing."""
+    it missing, once for every call that finds it so (a new release's first calls all do)."""
 
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
         self._version, self._source = library()
+        self._loading: asyncio.Future[None] | None = None
 
     async def load(self) -> None:
-        await self._redis.function_load(self._source, replace=True)
+        """Load the library unless it is there: without REPLACE, so a load that another
+        process made first costs the server no compilation."""
+        try:
+            await self._redis.function_load(self._source)
+        except ResponseError as exc:
+            if ALREADY_LOADED not in str(exc):
+                raise
 
     async def call(self, name: str, *args: Any) -> Any:
         function = f"{name}_{self._version}"
@@ -91,5 +109,11 @@ class Scripts:
         except ResponseError as exc:
             if "function not found" not in str(exc).lower():
                 raise
-        await self.load()  # nothing ran: the call is safe to make again
+        await self._load_once()  # nothing ran: the call is safe to make again
         return await self._redis.fcall(function, 0, *args)
+
+    async def _load_once(self) -> None:
+        """One load for the calls that find the library missing together."""
+        if self._loading is None or self._loading.done():
+            self._loading = asyncio.ensure_future(self.load())
+        await asyncio.shield(self._loading)

@@ -51,8 +51,9 @@ local STEP_WRITE = {'state', 'error', 'queued_ms', 'queue_wait_ms', 'runs', 'sta
 
 -- A step's field names, built once per step id and kept from call to call (the library
 -- lives as long as the server): most of what a call used to spend on them. Bounded: plans
--- name their steps freely, so after CACHED step ids (and shapes) the caches start over.
-local CACHED = 4096
+-- name their steps freely, so after CACHED step ids (or shapes) the caches start over. (Lua's
+-- memory is not counted in maxmemory; 4,100 long ids with three dependents each took 26 MB.)
+local CACHED = 1024
 local NAMES, N_NAMES = {}, 0
 local function names_of(sid)
   local n = NAMES[sid]
