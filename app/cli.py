@@ -58,6 +58,7 @@ def up(
 ) -> None:
     """All in one: embedded Valkey (unless AGENTIC_REDIS_URL is set), the API and one worker."""
     from app.embedded import start_embedded
+    from app.lifetime import die_with_parent
 
     data_dir = data_dir or get_settings().data_dir
 
@@ -68,17 +69,16 @@ def up(
         env["AGENTIC_REDIS_URL"] = server.connection_url
         console.print(f"[green]embedded Valkey[/] {server.connection_url} (AOF in {data_dir}/)")
     env.setdefault("AGENTIC_LOG_FORMAT", "console")
+
     # Own sessions: a terminal's Ctrl-C reaches only this supervisor, which stops the API and
     # the worker (each drains) and then the server, in that order.
+    def spawn(args: list[str]) -> subprocess.Popen[bytes]:
+        # They die with this supervisor too, however it dies (die_with_parent).
+        return subprocess.Popen(args, env=env, start_new_session=True, preexec_fn=die_with_parent)
+
     procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "api", "--host", host, "--port", str(port)],
-            env=env,
-            start_new_session=True,
-        ),
-        subprocess.Popen(
-            [sys.executable, "-m", "worker.agent_worker"], env=env, start_new_session=True
-        ),
+        spawn([sys.executable, "-m", "app.cli", "api", "--host", host, "--port", str(port)]),
+        spawn([sys.executable, "-m", "worker.agent_worker"]),
     ]
     console.print(f"[green]API[/] http://{host}:{port}  (docs: /docs, live page: /)  Ctrl-C stops")
     code = _supervise(procs)
@@ -96,6 +96,7 @@ def _supervise(procs: list[subprocess.Popen[bytes]]) -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGHUP, stop)  # its terminal closed: stop as on Ctrl-C
     code = 0
     while not stopping:
         dead = [p for p in procs if p.poll() is not None]

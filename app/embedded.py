@@ -13,6 +13,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from app.lifetime import die_with_parent
+
 DURABLE_CONFIG: dict[str, Any] = {
     "appendonly": "yes",
     "appendfsync": "always",
@@ -43,9 +45,12 @@ def start_embedded(data_dir: Path, port: int | None = None, durable: bool = True
 
 
 class _OwnSession:
-    """The subprocess module, except that Popen starts its child in a session of its own."""
+    """The subprocess module, except that Popen starts its child in a session of its own, and
+    a child that dies with its parent (a killed ``agentic up`` or test run leaves no server)."""
 
-    Popen = staticmethod(functools.partial(subprocess.Popen, start_new_session=True))
+    Popen = staticmethod(
+        functools.partial(subprocess.Popen, start_new_session=True, preexec_fn=die_with_parent)
+    )
 
     def __getattr__(self, name: str) -> Any:
         return getattr(subprocess, name)

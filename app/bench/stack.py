@@ -6,10 +6,8 @@ Everything runs as it would in production (separate processes, real HTTP), with
 
 from __future__ import annotations
 
-import ctypes
 import os
 import resource
-import signal
 import socket
 import subprocess
 import sys
@@ -21,19 +19,13 @@ from typing import Any
 
 import httpx
 
+from app.lifetime import die_with_parent
+
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _die_with_parent() -> None:
-    """Runs in the child before exec: SIGTERM it when the bench process dies, however it dies.
-    A worker left behind by a killed bench reconnects to whatever server takes the same port
-    next, joins its consumer groups and runs its steps with stale code."""
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def raise_fd_limit() -> int:
@@ -83,7 +75,9 @@ class Stack:
             env=self.env(),
             stdout=log,
             stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            # A worker left behind by a killed bench would reconnect to whatever server takes
+            # the same port next and run its steps with stale code.
+            preexec_fn=die_with_parent,
         )
 
     def start_api(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -78,3 +79,49 @@ def test_up_runs_a_task_stops_on_ctrl_c_and_keeps_data(tmp_path: Path) -> None:
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         proc.wait(40)
+
+
+def _listening(port: int) -> bool:
+    try:
+        httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+    except httpx.TransportError:
+        return False
+    return True
+
+
+def _gone_within(seconds: float, port: int) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not _listening(port):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _valkey_port(tmp_path: Path) -> int:
+    """The embedded server's port, from the line ``agentic up`` prints."""
+    for line in (tmp_path / "up.log").read_text().splitlines():
+        if "embedded Valkey" in line:
+            return int(line.split("redis://127.0.0.1:", 1)[1].split()[0].split("/")[0])
+    raise AssertionError("no embedded Valkey line")
+
+
+@pytest.mark.parametrize("how", ["closed terminal", "SIGKILL"])
+def test_up_leaves_nothing_running_when_it_dies(tmp_path: Path, how: str) -> None:
+    """A closed terminal (SIGHUP) stops it all as Ctrl-C does; a SIGKILLed supervisor, which
+    stops nothing, still takes its API, worker and server down (they die with their parent).
+    Regression: both left the API and the worker running, holding their ports."""
+    port = free_port()
+    proc = start_up(tmp_path, port)
+    valkey = _valkey_port(tmp_path)
+    proc.send_signal(signal.SIGHUP if how == "closed terminal" else signal.SIGKILL)
+    proc.wait(40)
+    assert _gone_within(30, port), (tmp_path / "up.log").read_text()[-3000:]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", valkey)) != 0:
+                break
+        time.sleep(0.2)
+    else:
+        raise AssertionError("the embedded server outlived agentic up")
