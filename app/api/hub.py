@@ -31,12 +31,13 @@ from app.api.accepted import AcceptedTasks
 from app.keys import Keys
 from app.models import TaskState
 from app.orchestration.group_commit import GroupCommit
+from app.orchestration.store import LogEvent
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 log = structlog.get_logger("agentic.sse")
-Event = tuple[str, str, str]  # (entry id, type, data JSON)
+Event = LogEvent  # (entry id, type, data JSON), as the task's log stream holds it
 #: Queued by the hub's keep-alive tick for a stream that has waited a whole ping interval: the
 #: stream sends a ping comment. Compared by identity.
 KEEPALIVE: Event = ("", "", "")
@@ -79,7 +80,11 @@ def _stream_replies(reply: Any) -> Any:
 
 async def read_log(redis: Redis, events_key: str, after_id: str) -> list[Event]:
     """The log's events after ``after_id`` (exclusive), oldest first."""
-    entries: Any = await redis.xrange(events_key, f"({after_id}", "+")
+    return as_events(await redis.xrange(events_key, f"({after_id}", "+"))
+
+
+def as_events(entries: Any) -> list[Event]:
+    """A redis-py XRANGE reply as events."""
     return [as_event(i, f) for i, f in entries]
 
 
@@ -292,7 +297,7 @@ class EventHub:
             if isinstance(log, Exception):
                 answers.append(log)
             elif log:
-                events = [as_event(entry_id, fields) for entry_id, fields in log]
+                events = as_events(log)
                 answers.append((state_after(events), events))
             else:
                 answers.append((None, []))
@@ -308,7 +313,7 @@ class EventHub:
                 replies: list[Any] = await pipe.execute(raise_on_error=False)
             for i, state, log in zip(resumed, replies[::2], replies[1::2], strict=True):
                 failed = next((r for r in (state, log) if isinstance(r, Exception)), None)
-                answers[i] = failed or (state, [as_event(e, f) for e, f in log])
+                answers[i] = failed or (state, as_events(log))
         return answers
 
     def remember(self, task_id: str, first_event: Event) -> None:

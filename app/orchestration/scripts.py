@@ -46,6 +46,12 @@ def event_head(event: dict[str, Any], plan_json: bytes = b"") -> bytes:
     return head + b',"ts":'
 
 
+def event_json(head: bytes, ts: int) -> str:
+    """The event a script wrote from ``head`` (event_head) at time ``ts``: what ``emit_head``
+    in common.lua appends, so a caller given the time knows the event without reading it."""
+    return f"{head.decode()}{ts}}}"
+
+
 @cache
 def source(name: str) -> str:
     return (resources.files("app.orchestration") / "lua" / f"{name}.lua").read_text()

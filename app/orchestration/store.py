@@ -26,7 +26,7 @@ from app.models import (
     TaskSummary,
 )
 from app.orchestration.group_commit import GroupCommit
-from app.orchestration.scripts import Scripts, event_head
+from app.orchestration.scripts import Scripts, event_head, event_json
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -155,8 +155,7 @@ class TaskStore:
             # created, and this request is answered as the one that created it. Its
             # plan_created is not known here: the caller reads the log.
             return task_id, None
-        head: bytes = args[2]
-        return task_id, (entry_id, "plan_created", f"{head.decode()}{created_ms}}}")
+        return task_id, (entry_id, "plan_created", event_json(args[2], created_ms))
 
     async def _submit_batch(self, batch: list[list[Any]]) -> list[tuple[int, str]]:
         args: list[Any] = [self.keys.prefix]

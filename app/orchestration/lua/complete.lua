@@ -121,10 +121,8 @@ local function view_of(task_id)
 end
 
 local function flush_view(v)
-  if #v.w > 0 then
-    redis.call('HSET', v.tk, unpack(v.w))
-    v.w = {}
-  end
+  flush(v.tk, v.w)
+  v.w = {}
 end
 
 -- A dependent's fields, as (array, base): in the reply when a record named it, else read here
@@ -185,9 +183,7 @@ local function release(task_id, v, sid, dependents, result, spent)
     local d, b = dependent(v, dep)
     local left = tonumber(d[b + 1]) - 1
     d[b + 1] = left
-    local w = v.w
-    w[#w + 1] = names_of(dep).deps_left
-    w[#w + 1] = left
+    put(v.w, names_of(dep).deps_left, left)
     if left == 0 then
       steps[#steps + 1] = {sid = dep, agent = d[b + 2], attempt = d[b + 3], instr = d[b + 4],
                            deps = split(d[b + 5], ','), dependents = d[b + 6]}
@@ -227,12 +223,10 @@ local function finish(task_id, v, cost, tin, tout)
   local output = table.concat(parts, '\n\n')
   local latency = ts - tonumber(x[T_CREATED])
   x[T_STATE] = 'completed'
-  local w = v.w
-  local n = #w
-  w[n + 1], w[n + 2] = 'state', 'completed'
-  w[n + 3], w[n + 4] = 'finished_ms', ts
-  w[n + 5], w[n + 6] = 'latency_ms', latency
-  w[n + 7], w[n + 8] = 'output', output
+  put(v.w, 'state', 'completed')
+  put(v.w, 'finished_ms', ts)
+  put(v.w, 'latency_ms', latency)
+  put(v.w, 'output', output)
   flush_view(v)
   emit(task_id, {type = 'task_completed', latency_ms = latency, cost_units = cost,
                  tokens_in = tin, tokens_out = tout, output = output}, ts)
@@ -305,7 +299,7 @@ local function record(i, v)
   if t_state ~= 'running' or (over and done < tonumber(x[T_STEPS])) then
     emit_head(task_id, 'step_completed', completed, ts)
     if t_state ~= 'running' then return 1 end
-    w[#w + 1], w[#w + 2] = 'error', over
+    put(w, 'error', over)
     flush_view(v)
     close_task(task_id, v.tk, 'failed', ts, ttl, {type = 'task_failed', step_id = sid,
                error = over, budget = true})
