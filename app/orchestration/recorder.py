@@ -266,10 +266,11 @@ class Recorder:
         """Dispatch the entries a call handed us, give back what was offered, and let the
         handed steps run a few turns before the next call goes."""
         try:
-            for agent, entries in handed:
+            for flat in handed:
+                agent = flat[0]
                 # Pending under us from now on: taken, or reclaimed by anyone if we fail here.
                 try:
-                    await self._takers[agent].take([(eid, _fields(flat)) for eid, flat in entries])
+                    await self._takers[agent].take(_entries(flat))
                 except Exception:
                     log.exception("handed entries not taken; they will be reclaimed", agent=agent)
         finally:
@@ -283,5 +284,12 @@ class Recorder:
             self._takers[agent].withdraw(n)
 
 
-def _fields(flat: list[str]) -> dict[str, str]:
-    return dict(zip(flat[::2], flat[1::2], strict=True))
+def _entries(flat: list[Any]) -> list[Entry]:
+    """complete.lua's handed entries of one agent: [agent, (id, n, n field names and values)...]."""
+    entries, at = [], 1
+    while at < len(flat):
+        n = int(flat[at + 1])
+        fields = flat[at + 2 : at + 2 + n]
+        entries.append((flat[at], dict(zip(fields[::2], fields[1::2], strict=True))))
+        at += 2 + n
+    return entries

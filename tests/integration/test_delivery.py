@@ -730,8 +730,9 @@ async def test_complete_hands_queued_entries_to_its_caller(harness: Harness) -> 
         harness, *unclaimed("retrieve_2"), consumer="me", slots="analyzer=1"
     )
     assert codes == [1]
-    ((agent, ((analyze_entry, flat),)),) = handed
-    assert agent == "analyzer" and dict(zip(flat[::2], flat[1::2], strict=True))["s"] == "analyze"
+    ((agent, analyze_entry, n, *flat),) = handed  # flat: agent, then id, n, n names and values
+    assert agent == "analyzer" and n == len(flat) == 6
+    assert dict(zip(flat[::2], flat[1::2], strict=True))["s"] == "analyze"
     pending = await harness.redis.xpending_range(
         harness.keys.agent_stream("analyzer"), "analyzer", "-", "+", 10
     )

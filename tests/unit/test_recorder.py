@@ -7,7 +7,7 @@ import asyncio
 from typing import Any
 
 from app.config import Settings
-from app.orchestration.recorder import Entry, Outcome, Recorder
+from app.orchestration.recorder import Entry, Outcome, Recorder, _entries
 
 RECORD = 16  # complete.lua's values per record
 
@@ -26,9 +26,7 @@ class Scripts:
         records = args[6:]
         self.calls.append([records[i + 3] for i in range(0, len(records), RECORD)])
         await asyncio.sleep(0)  # the round trip
-        handed = (
-            [["analyzer", [["9-1", ["t", "t", "s", "handed"]]]]] if len(self.calls) == 1 else []
-        )
+        handed = [["analyzer", "9-1", 4, "t", "t", "s", "handed"]] if len(self.calls) == 1 else []
         return [1] * (len(records) // RECORD), handed
 
 
@@ -66,3 +64,10 @@ async def test_a_handed_quick_step_records_in_the_next_call() -> None:
     assert await asyncio.wait_for(asyncio.gather(first, waiting), 5) == [1, 1]
     assert await asyncio.wait_for(taker.runs[0], 5) == 1
     assert scripts.calls == [["first"], ["waiting", "handed"]]
+
+
+def test_handed_entries_are_read_from_the_flat_reply() -> None:
+    """complete.lua hands entries over flat: the agent, then per entry id, count, fields."""
+    flat = ["analyzer", "9-1", 4, "t", "a", "s", "x", "9-2", 2, "t", "b"]
+    assert _entries(flat) == [("9-1", {"t": "a", "s": "x"}), ("9-2", {"t": "b"})]
+    assert _entries(["analyzer"]) == []

@@ -18,7 +18,8 @@
 -- ACK), 1 recorded, 2 recorded and the task completed, 3 recorded and the task stopped on its
 -- budget, 4 the task is no longer running (nothing to run, or the step was cancelled under a
 -- claimed attempt), 5 the entry no longer carries the step.
--- ``handed``: entries delivered to the caller, {{agent, entries as XREADGROUP returns them}}.
+-- ``handed``: entries delivered to the caller, per agent a flat list: {agent, then for each
+-- entry its id, its count of field names and values, and those}.
 local RECORD = 16
 -- The call's own state, set at its start (below "per call"); the helpers read it.
 local ttl, max_tokens, max_cost, ts, acks, ack_order
@@ -181,7 +182,7 @@ local function release(task_id, v, sid, dependents, result, spent)
   local steps = {}
   for _, dep in ipairs(deps) do
     local d, b = dependent(v, dep)
-    local left = tonumber(d[b + 1]) - 1
+    local left = num(d[b + 1]) - 1
     d[b + 1] = left
     put(v.w, names_of(dep).deps_left, left)
     if left == 0 then
@@ -237,8 +238,8 @@ local function record(i, v)
   local kind, task_id, sid, attempt_in, carrier = ARGV[i], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4],
                                                   ARGV[i + 5]
   local result, text = ARGV[i + 6], ARGV[i + 7]
-  local run_ms, cost = tonumber(ARGV[i + 8]), tonumber(ARGV[i + 9])
-  local tin, tout = tonumber(ARGV[i + 10]), tonumber(ARGV[i + 11])
+  local run_ms, cost = num(ARGV[i + 8]), num(ARGV[i + 9])
+  local tin, tout = num(ARGV[i + 10]), num(ARGV[i + 11])
   local x, b, n = v.x, v.s.step[sid], names_of(sid)
   local state, attempt, sink, dependents, err, entry, queued_ms, queue_wait_ms, runs =
     x[b + 1], x[b + 2], x[b + 3], x[b + 4], x[b + 5], x[b + 6], x[b + 7], x[b + 8], x[b + 9]
@@ -255,17 +256,17 @@ local function record(i, v)
     if entry ~= carrier then return 5 end
     if state == 'running' then return 0 end
     if state ~= 'queued' or attempt ~= attempt_in then return 5 end
-    local queued = tonumber(queued_ms) or ts
+    local queued = num(queued_ms) or ts
     local started = math.max(ts - run_ms, queued)
     local k = #w
     w[k + 1], w[k + 2] = n.started_ms, started
     w[k + 3], w[k + 4] = n.queued_ms, started
-    w[k + 5], w[k + 6] = n.queue_wait_ms, (tonumber(queue_wait_ms) or 0) + math.max(0, started - queued)
-    w[k + 7], w[k + 8] = n.runs, (tonumber(runs) or 0) + 1
+    w[k + 5], w[k + 6] = n.queue_wait_ms, (num(queue_wait_ms) or 0) + math.max(0, started - queued)
+    w[k + 7], w[k + 8] = n.runs, (num(runs) or 0) + 1
     emit_head(task_id, 'step_started', ARGV[i + 13], started)
   end
-  local done = tonumber(x[T_DONE]) + 1
-  cost, tin, tout = tonumber(x[T_COST]) + cost, tonumber(x[T_TIN]) + tin, tonumber(x[T_TOUT]) + tout
+  local done = num(x[T_DONE]) + 1
+  cost, tin, tout = num(x[T_COST]) + cost, num(x[T_TIN]) + tin, num(x[T_TOUT]) + tout
   if err then
     redis.call('HDEL', v.tk, n.error)
     x[b + 5] = false
@@ -296,7 +297,8 @@ local function record(i, v)
   elseif max_cost > 0 and cost >= max_cost then
     over = 'cost budget exhausted: ' .. cost .. ' of ' .. max_cost .. ' cost units'
   end
-  if t_state ~= 'running' or (over and done < tonumber(x[T_STEPS])) then
+  local n_steps = num(x[T_STEPS])
+  if t_state ~= 'running' or (over and done < n_steps) then
     emit_head(task_id, 'step_completed', completed, ts)
     if t_state ~= 'running' then return 1 end
     put(w, 'error', over)
@@ -308,7 +310,7 @@ local function record(i, v)
   end
   local queued = release(task_id, v, sid, dependents, result, tin + tout)
   emit_head(task_id, 'step_completed', completed, ts .. queued_json(queued))
-  if done < tonumber(x[T_STEPS]) then return 1 end
+  if done < n_steps then return 1 end
   finish(task_id, v, cost, tin, tout)
   return 2
 end
@@ -386,7 +388,15 @@ if consumer ~= '' then
       local got = redis.pcall('XREADGROUP', 'GROUP', agent, consumer, 'COUNT', count,
                               'STREAMS', k_agent(agent), '>')
       if type(got) == 'table' and got.err == nil and got[1] then
-        handed[#handed + 1] = {agent, got[1][2]}
+        -- Flat (agent, then per entry: id, field count, fields): each table of a reply costs
+        -- the server a few lookups to convert, an entry's two tables ~3 µs.
+        local flat = {agent}
+        for _, e in ipairs(got[1][2]) do
+          local f, k = e[2], #flat
+          flat[k + 1], flat[k + 2] = e[1], #f
+          for j = 1, #f do flat[k + 2 + j] = f[j] end
+        end
+        handed[#handed + 1] = flat
       end
     end
   end
