@@ -33,6 +33,12 @@ class Settings(BaseSettings):
     )
     prefix: str = Field(default="agentic", pattern=r"^[A-Za-z0-9_.\-]+$")
     data_dir: Path = Path(".agentic")
+    embedded_malloc: str = Field(
+        default="auto",
+        description="Allocator of the embedded Valkey: `auto` preloads the system's jemalloc "
+        "when it has one (as Valkey's own builds use), `libc` runs the server as built, "
+        "anything else is a library to preload (LD_PRELOAD).",
+    )
 
     # --- execution ---------------------------------------------------------------------------
     executor: Literal["agents", "noop"] = "agents"

@@ -38,3 +38,25 @@ def per_step(before: Snapshot, after: Snapshot, steps: int) -> tuple[float, floa
     if steps <= 0:
         return float("nan"), float("nan")
     return (after.commands - before.commands) / steps, (after.cpu_s - before.cpu_s) * 1e6 / steps
+
+
+def describe(url: str, embedded: bool) -> str:
+    """The server and its allocator, e.g. "Valkey 9.1.2, jemalloc (preloaded)" (a preload is
+    seen only on the embedded server, a process of this machine)."""
+    client = redis.Redis.from_url(url)
+    try:
+        server, memory = client.info("server"), client.info("memory")
+    finally:
+        client.close()
+    name, version = (
+        ("Valkey", server["valkey_version"])
+        if "valkey_version" in server
+        else ("Redis", server.get("redis_version", "?"))
+    )
+    malloc = str(memory.get("mem_allocator", "?"))
+    if embedded:
+        from app.embedded import allocator
+
+        found = allocator(int(server["process_id"]))
+        malloc = found if found != "as built" else malloc
+    return f"{name} {version}, {malloc}"

@@ -54,6 +54,9 @@ def print_report(figures: dict[str, dict[str, Any]], console: Console | None = N
     failures += [f for point in ours.get("inflight", []) for f in point["failures"]]
     done = f"{ours.get('completed')}/{ours.get('tasks')}"
     console.print(f"completed {done} tasks; failures: {failures or 'none'}")
+    if "server" in ours:
+        both = " (both systems ran on it)" if celery else ""
+        console.print(f"server: {ours['server']}{both}")
 
 
 def _ratio(ours: Any, theirs: Any, better: str) -> str:

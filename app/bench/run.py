@@ -230,6 +230,7 @@ def run_ours(opts: Options, redis_url: str | None) -> Results:
     with valkey(redis_url, opts.durable) as url:
         stack = Stack(url, env_extra={"AGENTIC_SSE_PING_S": "30"})
         try:
+            server = probe.describe(url, embedded=redis_url is None)
             stack.start_api()
             stack.scale_workers(1)
             figures = saturated(stack, opts)
@@ -238,6 +239,7 @@ def run_ours(opts: Options, redis_url: str | None) -> Results:
             figures["inflight"] = inflight_sweep(stack, opts)
             figures["scale_out"] = scale_out(stack, opts)
             figures["fanout"] = fanout(stack, opts)
+            figures["server"] = server
         finally:
             stack.close()
     return Results("agentic", figures)

@@ -58,6 +58,7 @@ def test_bench_quick_reports_every_figure(redis_url: str, tmp_path: Path) -> Non
     fan = ours["fanout"]
     assert fan["opened"] == fan["streams"] == 60 and fan["stream_errors"] == 0
     assert fan["delivery_p99_ms"] >= 0 and fan["api_rss_kib_per_stream"] != 0
+    assert ours["server"].startswith(("Valkey ", "Redis ")), ours["server"]  # what it ran on
     plots = sorted(tmp_path.glob("*.png"))
     assert [p.name for p in plots] == [
         "latency_cdf.png",
