@@ -181,7 +181,7 @@ async def _fanout(stack: Stack, streams: int) -> dict[str, Any]:
         delays = client.Delays()
         followers = [
             asyncio.create_task(
-                client.follow(http, stack.api_url, task_ids[i % len(task_ids)], delays)
+                client.follow_bare(stack.api_url, task_ids[i % len(task_ids)], delays)
             )
             for i in range(streams)
         ]

@@ -1,0 +1,70 @@
+"""The load generator's bare SSE reader (app.bench.client.follow_bare) against a local server
+that answers in awkward pieces: chunked framing split mid-number, frames split across chunks."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from app.bench.client import Delays, follow_bare
+
+FRAMES = [
+    b"retry: 1000\n\n",
+    b'id: 1-0\nevent: plan_created\ndata: {"type":"plan_created","ts":1000}\n\n',
+    b'id: 2-0\nevent: step_started\ndata: {"ts":2000,"type":"step_started"}\n\n',
+    b'id: 3-0\nevent: task_completed\ndata: {"type":"task_completed","ts":3000}\n\n',
+]
+
+
+async def serve(status: bytes, pieces: list[bytes]) -> tuple[asyncio.Server, str]:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 " + status + b"\r\ntransfer-encoding: chunked\r\n\r\n")
+        for piece in pieces:
+            writer.write(piece)
+            await writer.drain()
+            await asyncio.sleep(0.001)
+        await reader.read()  # the client closes after the terminal event
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    return server, f"http://127.0.0.1:{port}"
+
+
+def chunked(body: bytes, sizes: list[int]) -> bytes:
+    out, at = b"", 0
+    for size in sizes:
+        part = body[at : at + size]
+        at += size
+        out += b"%x\r\n" % len(part) + part + b"\r\n"
+    rest = body[at:]
+    return out + (b"%x\r\n" % len(rest) + rest + b"\r\n" if rest else b"")
+
+
+async def test_reads_delays_and_the_terminal_event_across_awkward_splits() -> None:
+    body = b"".join(FRAMES)
+    wire = chunked(body, [5, 40, 61, 33])
+    # The socket's pieces cut through chunk headers and through a "ts" number.
+    cut = wire.index(b"2000") + 2
+    server, base = await serve(b"200 OK", [wire[:7], wire[7:cut], wire[cut:]])
+    async with server:
+        delays = Delays(since_ms=1500)
+        assert await follow_bare(base, "t1", delays) == b"event: task_completed"
+    assert delays.caught_up == 1  # the retry hint alone does not count
+    assert len(delays.values) == 2 and all(v > 0 for v in delays.values)  # ts 2000 and 3000
+
+
+async def test_a_refused_stream_is_an_error() -> None:
+    server, base = await serve(b"404 Not Found", [b"0\r\n\r\n"])
+    async with server:
+        with pytest.raises(RuntimeError, match="404"):
+            await follow_bare(base, "t1", Delays())
+
+
+async def test_a_stream_that_ends_early_is_an_error() -> None:
+    server, base = await serve(b"200 OK", [chunked(FRAMES[1], [10]), b"0\r\n\r\n"])
+    async with server:
+        with pytest.raises(RuntimeError, match="without a terminal event"):
+            await follow_bare(base, "t1", Delays())
