@@ -79,12 +79,20 @@ class _StreamReader(asyncio.Protocol):
     streams the load generator shares the cores with the API: with aiohttp it took as much
     CPU as the API in the fan-out's burst, and its lag counted as the API's delivery delay."""
 
-    def __init__(self, request: bytes, delays: Delays, done: asyncio.Future[bytes]) -> None:
+    def __init__(
+        self, request: bytes, delays: Delays, done: asyncio.Future[bytes], idle_s: float
+    ) -> None:
         self.request, self.delays, self.done = request, delays, done
         self.parser = httptools.HttpResponseParser(self)
         self.transport: asyncio.Transport | None = None
         self.tail = b""
         self.first = True
+        # As aiohttp's sock_read: a stream silent this long is an error, not a hang. One timer
+        # per stream that looks at the last read, not one re-armed at every read.
+        self.idle_s = idle_s
+        self.loop = asyncio.get_running_loop()
+        self.last_read = self.loop.time()
+        self.timer = self.loop.call_later(idle_s, self._check_idle)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -92,17 +100,27 @@ class _StreamReader(asyncio.Protocol):
         transport.write(self.request)
 
     def data_received(self, data: bytes) -> None:
+        self.last_read = self.loop.time()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self._end(exc)
+            self._end(exc.__context__ or exc)  # a callback's own error comes wrapped
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._end(exc or RuntimeError("stream ended without a terminal event"))
 
-    def on_status(self, status: bytes) -> None:
+    def _check_idle(self) -> None:
+        quiet = self.loop.time() - self.last_read
+        if quiet >= self.idle_s:
+            self._end(TimeoutError(f"stream silent for {quiet:.0f} s"))
+        else:
+            self.timer = self.loop.call_later(self.idle_s - quiet, self._check_idle)
+
+    def on_headers_complete(self) -> None:
+        # Here rather than in on_status, which httptools skips for a status line without a
+        # reason phrase.
         if self.parser.get_status_code() != 200:
-            self._end(RuntimeError(f"GET /stream: {self.parser.get_status_code()}"))
+            raise RuntimeError(f"GET /stream: {self.parser.get_status_code()}")
 
     def on_body(self, body: bytes) -> None:
         data = self.tail + body
@@ -120,6 +138,7 @@ class _StreamReader(asyncio.Protocol):
         self._end(RuntimeError("stream ended without a terminal event"))
 
     def _end(self, outcome: bytes | BaseException) -> None:
+        self.timer.cancel()
         if not self.done.done():
             if isinstance(outcome, bytes):
                 self.done.set_result(outcome)
@@ -151,16 +170,18 @@ def scan(frames: bytes, now_ms: float, delays: Delays | None, first: bool) -> by
     return None
 
 
-async def follow_bare(base: str, task_id: str, delays: Delays) -> bytes:
-    """:func:`follow` with delays, on a connection of its own read by :class:`_StreamReader`."""
+async def follow_bare(base: str, task_id: str, delays: Delays, idle_s: float = 120) -> bytes:
+    """:func:`follow` with delays, on a connection of its own read by :class:`_StreamReader`
+    (an error after ``idle_s`` without a byte)."""
     url = urlsplit(base)
     loop = asyncio.get_running_loop()
     done: asyncio.Future[bytes] = loop.create_future()
     request = (
         f"GET /stream/{task_id} HTTP/1.1\r\nHost: {url.netloc}\r\nAccept: text/event-stream\r\n\r\n"
     ).encode()
+    host, port = url.hostname or "127.0.0.1", url.port or 80
     transport, _ = await loop.create_connection(
-        lambda: _StreamReader(request, delays, done), url.hostname or "127.0.0.1", url.port or 80
+        lambda: _StreamReader(request, delays, done, idle_s), host, port
     )
     try:
         return await done

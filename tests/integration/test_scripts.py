@@ -119,3 +119,29 @@ def test_the_version_covers_the_whole_library(monkeypatch: pytest.MonkeyPatch) -
     finally:
         library.cache_clear()
     assert changed != version
+
+
+async def test_split_caches_plan_lists_within_a_bound(harness: Harness) -> None:
+    """common.lua's ``split`` (cached, shared lists) in a library of its own on the server:
+    parts as before the cache (empty parts dropped), the same list from the cache, and past
+    the cache's bound (1,024 lists) lists still split right."""
+    body = (
+        scripts_mod.source("common")
+        + """
+redis.register_function('split_test', function(_, args)
+  local out = {}
+  for _, s in ipairs(args) do out[#out + 1] = table.concat(split(s), '|') end
+  out[#out + 1] = tostring(split(args[1]) == split(args[1]))
+  return out
+end)"""
+    )
+    name = "agentic_split_test"
+    await harness.redis.function_load(f"#!lua name={name}\n{body}", replace=True)
+    try:
+        lists = ["a,,b", "", "c", ",d,"] + [f"s{i},t{i}" for i in range(1100)] + ["a,,b"]
+        got = await harness.redis.fcall("split_test", 0, *lists)
+        assert got[:4] == ["a|b", "", "c", "d"]
+        assert got[4:-2] == [f"s{i}|t{i}" for i in range(1100)]
+        assert got[-2] == "a|b" and got[-1] == "true"
+    finally:
+        await harness.redis.function_delete(name)

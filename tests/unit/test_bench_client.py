@@ -17,10 +17,19 @@ FRAMES = [
 ]
 
 
-async def serve(status: bytes, pieces: list[bytes]) -> tuple[asyncio.Server, str]:
+async def serve(
+    status: bytes | None, pieces: list[bytes], then_wait: bool = False
+) -> tuple[asyncio.Server, str]:
+    """A server that answers ``status`` (None: closes without answering), then ``pieces``."""
+
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
+        if status is None:
+            writer.close()
+            return
         writer.write(b"HTTP/1.1 " + status + b"\r\ntransfer-encoding: chunked\r\n\r\n")
+        if then_wait:
+            await asyncio.sleep(5)
         for piece in pieces:
             writer.write(piece)
             await writer.drain()
@@ -56,11 +65,26 @@ async def test_reads_delays_and_the_terminal_event_across_awkward_splits() -> No
     assert len(delays.values) == 2 and all(v > 0 for v in delays.values)  # ts 2000 and 3000
 
 
-async def test_a_refused_stream_is_an_error() -> None:
-    server, base = await serve(b"404 Not Found", [b"0\r\n\r\n"])
+@pytest.mark.parametrize("status", [b"404 Not Found", b"404"])  # with and without a reason
+async def test_a_refused_stream_is_an_error(status: bytes) -> None:
+    server, base = await serve(status, [b"0\r\n\r\n"])
     async with server:
         with pytest.raises(RuntimeError, match="404"):
             await follow_bare(base, "t1", Delays())
+
+
+async def test_a_server_that_closes_before_answering_is_an_error() -> None:
+    server, base = await serve(None, [])
+    async with server:
+        with pytest.raises(RuntimeError, match="without a terminal event"):
+            await follow_bare(base, "t1", Delays())
+
+
+async def test_a_silent_stream_times_out() -> None:
+    server, base = await serve(b"200 OK", [], then_wait=True)
+    async with server:
+        with pytest.raises(TimeoutError, match="silent"):
+            await follow_bare(base, "t1", Delays(), idle_s=0.2)
 
 
 async def test_a_stream_that_ends_early_is_an_error() -> None:

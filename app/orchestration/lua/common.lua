@@ -23,20 +23,19 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- Split on ``sep`` (one character). The lists named by a plan (dependents, dependencies,
--- sinks) repeat from task to task, and a split was ~1.5 µs: they are kept (bounded, like the
--- other caches of the library), so callers must not change what split returns.
+-- A comma-separated list (step ids: "a,b"; empty parts dropped). The lists a plan names
+-- (dependents, dependencies, sinks) repeat from task to task, and a split was ~1.5 µs: they
+-- are kept (bounded, like the other caches of the library) and shared: callers only read
+-- them (the functions' sandbox has no setmetatable to enforce it).
 local SPLITS, N_SPLITS = {}, 0
-local EMPTY = {}
-local function split(s, sep)
-  if s == nil or s == false or s == '' then return EMPTY end
-  local key = sep == ',' and s or (sep .. s)
-  local out = SPLITS[key]
+local function split(s)
+  if s == nil or s == false or s == '' then return {} end
+  local out = SPLITS[s]
   if out then return out end
   out = {}
   local at = 1
   while true do
-    local j = string.find(s, sep, at, true)
+    local j = string.find(s, ',', at, true)
     if j == nil then
       if at <= #s then out[#out + 1] = string.sub(s, at) end
       break
@@ -45,7 +44,7 @@ local function split(s, sep)
     at = j + 1
   end
   if N_SPLITS >= 1024 then SPLITS, N_SPLITS = {}, 0 end
-  SPLITS[key], N_SPLITS = out, N_SPLITS + 1
+  SPLITS[s], N_SPLITS = out, N_SPLITS + 1
   return out
 end
 
@@ -128,7 +127,7 @@ local function enqueue(task_id, tk, sids, ts, w, spent, known, announce)
     for i, sid in ipairs(sids) do
       local b = 3 + 5 * (i - 1)
       steps[i] = {sid = sid, agent = v[b + 1], attempt = v[b + 2], instr = v[b + 3],
-                  deps = split(v[b + 4], ','), dependents = v[b + 5]}
+                  deps = split(v[b + 4]), dependents = v[b + 5]}
       for _, dep in ipairs(steps[i].deps) do all_deps[#all_deps + 1] = dep end
     end
     if #all_deps > 0 then
@@ -183,7 +182,7 @@ end
 local function close_task(task_id, tk, state, ts, ttl, ev)
   redis.call('HSET', tk, 'state', state, 'finished_ms', ts,
              'latency_ms', ts - tonumber(redis.call('HGET', tk, 'created_ms')))
-  for _, sid in ipairs(split(redis.call('HGET', tk, 'steps'), ',')) do
+  for _, sid in ipairs(split(redis.call('HGET', tk, 'steps'))) do
     local st = sget(tk, sid, 'state')
     if st == 'running' then
       -- It started, so it gets its closing event (invariant 5); its late result is fenced out.

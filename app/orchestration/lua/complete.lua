@@ -95,7 +95,7 @@ local function shape_of(parts)
         names[#names + 1] = 'user_input'
         shape.user = #names
       end
-      for _, dep in ipairs(split(hint, ',')) do
+      for _, dep in ipairs(split(hint)) do
         if not shape.dep[dep] then
           shape.dep[dep] = #names
           append(names, dep, DEP_READ)
@@ -177,7 +177,7 @@ end
 -- Count the completion of ``sid`` down in its dependents and queue the ones it made ready.
 -- Returns the queued steps (enqueue's list).
 local function release(task_id, v, sid, dependents, result, spent)
-  local deps = split(dependents, ',')
+  local deps = split(dependents)
   if #deps == 0 then return {} end
   local steps = {}
   for _, dep in ipairs(deps) do
@@ -187,7 +187,7 @@ local function release(task_id, v, sid, dependents, result, spent)
     put(v.w, names_of(dep).deps_left, left)
     if left == 0 then
       steps[#steps + 1] = {sid = dep, agent = d[b + 2], attempt = d[b + 3], instr = d[b + 4],
-                           deps = split(d[b + 5], ','), dependents = d[b + 6]}
+                           deps = split(d[b + 5]), dependents = d[b + 6]}
     end
   end
   if #steps == 0 then return {} end
@@ -216,7 +216,7 @@ end
 -- The task is complete: its output is the text of its sink steps, in plan order.
 local function finish(task_id, v, cost, tin, tout)
   local x = v.x
-  local texts, sinks, names = wrote(v, 't'), split(x[T_SINKS], ','), {}
+  local texts, sinks, names = wrote(v, 't'), split(x[T_SINKS]), {}
   for _, other in ipairs(sinks) do names[#names + 1] = names_of(other).text end
   local got = read_missing(v, names, texts)
   local parts = {}

@@ -24,7 +24,7 @@ redis.call('HDEL', tk, 'finished_ms', 'latency_ms', 'error')
 redis.call('PERSIST', tk)
 redis.call('PERSIST', k_events(task_id))
 local ready = {}
-for _, s in ipairs(split(redis.call('HGET', tk, 'steps'), ',')) do
+for _, s in ipairs(split(redis.call('HGET', tk, 'steps'))) do
   local st = sget(tk, s, 'state')
   if s == sid or st == 'cancelled' then
     if tonumber(sget(tk, s, 'deps_left')) == 0 then

@@ -54,7 +54,7 @@ for i = 6, #ARGV do
     put(w, sid .. '|queue_wait_ms', (tonumber(s.queue_wait_ms) or 0) + math.max(0, ts - queued))
     put(w, sid .. '|runs', (tonumber(s.runs) or 0) + 1)
     emit(task_id, {type = 'step_started', step_id = sid, agent = s.agent, attempt = attempt}, ts)
-    local deps = split(s.deps, ',')
+    local deps = split(s.deps)
     local parts = {}
     if #deps > 0 then
       local names = {}

@@ -50,7 +50,7 @@ local function submit(j)
     local agent, sids = ARGV[at], ARGV[at + 1]
     local entry = redis.call('XADD', k_agent(agent), '*', 't', task_id, 's', sids, 'x', ARGV[at + 2])
     at = at + 3
-    for _, sid in ipairs(split(sids, ',')) do
+    for _, sid in ipairs(split(sids)) do
       put(w, sid .. '|queued_ms', ts)
       put(w, sid .. '|entry', entry)
     end
