@@ -99,21 +99,29 @@ def _mapped(server: Any, library: str) -> bool:
 
     client = redis.Redis.from_url(str(server.connection_url))
     try:
-        pid = int(client.info("server")["process_id"])
-        maps = Path(f"/proc/{pid}/maps").read_text()
-    except (OSError, redis.RedisError):
-        return True  # nothing to look at: no warning on a guess
+        maps = _maps(int(client.info("server")["process_id"]))
+    except redis.RedisError:
+        maps = None
     finally:
         client.close()
+    if maps is None:
+        return True  # nothing to look at: no warning on a guess
     return Path(library).name.split(".so")[0] in maps
+
+
+def _maps(pid: int) -> str | None:
+    """The process's memory map (its loaded libraries), or None if it cannot be read."""
+    try:
+        return Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return None
 
 
 def allocator(pid: int) -> str:
     """The allocator a running server uses: a preloaded one shows in its memory map (INFO's
     ``mem_allocator`` names only the one it was built with)."""
-    try:
-        maps = Path(f"/proc/{pid}/maps").read_text()
-    except OSError:
+    maps = _maps(pid)
+    if maps is None:
         return "unknown"
     for name in ("jemalloc", "tcmalloc", "mimalloc"):
         if f"lib{name}" in maps:

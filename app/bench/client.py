@@ -54,22 +54,37 @@ async def follow(
     Reads whole chunks and finds frames with ``bytes.find`` rather than iterating lines: at
     thousands of streams the load generator shares these cores with the API, and its per-line
     overhead was counted as the API's delivery delay."""
-    tail = b""
-    first = True
+    frames = Frames(delays)
     async with http.get(f"{base}/stream/{task_id}") as resp:
         async for chunk in resp.content.iter_any():
-            now_ms = time.time() * 1000
-            data = tail + chunk
-            end = data.rfind(b"\n\n")  # complete frames only; the rest waits for more
-            if end < 0:
-                tail = data
-                continue
-            frames, tail = data[: end + 2], data[end + 2 :]
-            marker = scan(frames, now_ms, delays, first)
-            first = first and TS not in frames
+            marker = frames.feed(chunk)
             if marker:
                 return marker
     raise RuntimeError(f"stream of {task_id} ended without a terminal event")
+
+
+class Frames:
+    """A stream's body as it arrives: complete frames go to :func:`scan`, the rest waits."""
+
+    __slots__ = ("delays", "first", "tail")
+
+    def __init__(self, delays: Delays | None) -> None:
+        self.delays = delays
+        self.tail = b""
+        self.first = True  # no event of this stream seen yet
+
+    def feed(self, chunk: bytes) -> bytes | None:
+        """The terminal event's marker once a chunk completes it, else None."""
+        now_ms = time.time() * 1000
+        data = self.tail + chunk
+        end = data.rfind(b"\n\n")
+        if end < 0:
+            self.tail = data
+            return None
+        frames, self.tail = data[: end + 2], data[end + 2 :]
+        marker = scan(frames, now_ms, self.delays, self.first)
+        self.first = self.first and TS not in frames
+        return marker
 
 
 class _StreamReader(asyncio.Protocol):
@@ -82,11 +97,10 @@ class _StreamReader(asyncio.Protocol):
     def __init__(
         self, request: bytes, delays: Delays, done: asyncio.Future[bytes], idle_s: float
     ) -> None:
-        self.request, self.delays, self.done = request, delays, done
+        self.request, self.done = request, done
+        self.frames = Frames(delays)
         self.parser = httptools.HttpResponseParser(self)
         self.transport: asyncio.Transport | None = None
-        self.tail = b""
-        self.first = True
         # As aiohttp's sock_read: a stream silent this long is an error, not a hang. One timer
         # per stream that looks at the last read, not one re-armed at every read.
         self.idle_s = idle_s
@@ -123,14 +137,7 @@ class _StreamReader(asyncio.Protocol):
             raise RuntimeError(f"GET /stream: {self.parser.get_status_code()}")
 
     def on_body(self, body: bytes) -> None:
-        data = self.tail + body
-        end = data.rfind(b"\n\n")  # complete frames only; the rest waits for more
-        if end < 0:
-            self.tail = data
-            return
-        frames, self.tail = data[: end + 2], data[end + 2 :]
-        marker = scan(frames, time.time() * 1000, self.delays, self.first)
-        self.first = self.first and TS not in frames
+        marker = self.frames.feed(body)
         if marker:
             self._end(marker)
 
