@@ -27,6 +27,7 @@ from app.logs import configure_logging
 from app.orchestration.dlq import DeadLetters
 from app.orchestration.store import TaskStore
 from app.redis_client import make_redis
+from app.redis_lane import Lane
 
 OPEN_STREAMS = Gauge("agentic_sse_open_streams", "SSE streams open on this API process.")
 
@@ -42,7 +43,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         accepted = AcceptedTasks(keep_s_for(settings.task_ttl_s))
         hub = EventHub(redis, reader, keys, ping_s=settings.sse_ping_s, accepted=accepted)
         app.state.settings = settings
-        app.state.store = TaskStore(redis, keys, ttl_s=settings.task_ttl_s)
+        lane = Lane(redis)
+        app.state.store = TaskStore(redis, keys, ttl_s=settings.task_ttl_s, lane=lane)
         app.state.hub = hub
         app.state.dead_letters = DeadLetters(redis, keys, max_attempts=settings.max_attempts)
         app.state.planner = build_planner(settings)
@@ -58,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 yield
         finally:
             await hub.close()
+            lane.close()
             await reader.aclose()
             await redis.aclose()
 

@@ -24,6 +24,7 @@ from app.orchestration.maintenance import Maintenance
 from app.orchestration.recorder import Recorder
 from app.orchestration.retry import RetryPolicy
 from app.orchestration.scripts import Scripts
+from app.redis_lane import Lane
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -50,7 +51,9 @@ class WorkerRuntime:
         self.keys = Keys(settings.prefix)
         self.name = name or consumer_name()
         # One recorder for all the agents hosted here: outcomes batch across agents too.
-        recorder = Recorder(Scripts(redis), self.keys.prefix, settings)
+        # Its calls are on every chain's critical path: a connection of their own (a lane).
+        self.lane = Lane(redis)
+        recorder = Recorder(Scripts(redis, self.lane), self.keys.prefix, settings)
         self.consumers = [
             AgentConsumer(redis, self.keys, agent, settings, self.name, policy, recorder)
             for agent in agents.values()
@@ -112,4 +115,5 @@ class WorkerRuntime:
         )
         self._lease_stop.set()
         await asyncio.gather(*self._lease_tasks, return_exceptions=True)
+        self.lane.close()
         log.info("worker stopped", consumer=self.name)

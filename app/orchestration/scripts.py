@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Awaitable
 from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,8 @@ from redis.exceptions import ResponseError
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
+
+    from app.redis_lane import Lane
 
 SCRIPT_NAMES = ("submit", "start", "complete", "fail", "promote", "cancel", "progress", "redrive")
 
@@ -94,8 +97,10 @@ class Scripts:
     """The library's functions, called on one client; the library is loaded when a call finds
     it missing, once for every call that finds it so (a new release's first calls all do)."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, lane: Lane | None = None) -> None:
         self._redis = redis
+        #: Calls go on this lane when given (a hot caller's: app.redis_lane), else the pool.
+        self._lane = lane
         self._version, self._source = library()
         self._loading: asyncio.Future[None] | None = None
 
@@ -111,12 +116,17 @@ class Scripts:
     async def call(self, name: str, *args: Any) -> Any:
         function = f"{name}_{self._version}"
         try:
-            return await self._redis.fcall(function, 0, *args)
+            return await self._fcall(function, args)
         except ResponseError as exc:
             if "function not found" not in str(exc).lower():
                 raise
         await self._load_once()  # nothing ran: the call is safe to make again
-        return await self._redis.fcall(function, 0, *args)
+        return await self._fcall(function, args)
+
+    def _fcall(self, function: str, args: tuple[Any, ...]) -> Awaitable[Any]:
+        if self._lane is not None:
+            return self._lane.execute("FCALL", function, 0, *args)
+        return self._redis.fcall(function, 0, *args)
 
     async def _load_once(self) -> None:
         """One load for the calls that find the library missing together."""

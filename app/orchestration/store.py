@@ -31,6 +31,8 @@ from app.orchestration.scripts import Scripts, event_head, event_json
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
+    from app.redis_lane import Lane
+
 
 TASK_ID = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 #: Tasks per submit call: bounds the script's run time (other clients wait while it runs).
@@ -121,11 +123,13 @@ def _int(value: str | None) -> int | None:
 
 
 class TaskStore:
-    def __init__(self, redis: Redis, keys: Keys, *, ttl_s: int) -> None:
+    def __init__(self, redis: Redis, keys: Keys, *, ttl_s: int, lane: Lane | None = None) -> None:
+        """``lane``: where the scripts are called (submissions are on each task's critical
+        path: the API gives them a connection of their own), else the pool."""
         self.redis = redis
         self.keys = keys
         self.ttl_s = ttl_s
-        self.scripts = Scripts(redis)
+        self.scripts = Scripts(redis, lane)
         self._submit = GroupCommit(self._submit_batch, MAX_SUBMIT_BATCH)
 
     async def submit(self, user_input: str, plan: Plan, task_id: str | None = None) -> str:

@@ -1,0 +1,209 @@
+"""A lane: one connection of its own for a hot caller's commands, read by a bare protocol.
+
+Why: redis-py's asyncio path around a command (pool checkout and release, retry wrapper,
+timeout context, stream reader, observability hooks) cost ~120 µs of CPU per command on these
+machines, against ~70 µs for the round trip itself read by hiredis from an ``asyncio.Protocol``
+(``docs/performance.md``). An idle task makes about ten such calls across the API and the
+worker; the step-completion and submission calls are on its critical path.
+
+What stays redis-py's: the connection is made by the client's own pool class and settings
+(``connect()``: TLS, AUTH, SELECT, HELLO, client name), then its transport is handed to
+:class:`_Replies`. Replies are parsed as redis-py parses them (same hiredis reader options,
+same error classes), without response callbacks: callers get the raw reply.
+
+What a lane does not do is retry. A command whose lane fails (connection lost, timeout, no
+lane to be had) goes through the client itself, whose retry policy then applies exactly as it
+did before lanes: a lost reply is retried there, as redis-py would have. The lane reconnects
+on a later call, not sooner than ``COOL_DOWN_S`` after a failure.
+
+Commands are pipelined in order on the one connection. Blocking commands do not belong on a
+shared lane: they would hold every call behind them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import hiredis
+import structlog
+from redis._parsers.base import BaseParser
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import InvalidResponse, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+log = structlog.get_logger("agentic.redis")
+
+#: After a lane fails, its calls go through the client for this long before it reconnects:
+#: during an outage the client's backoff paces the attempts, not every call's reconnect.
+COOL_DOWN_S = 1.0
+#: How often a lane with calls in flight checks the oldest against the read timeout.
+WATCH_S = 0.5
+
+
+class LaneLost(Exception):
+    """The lane's connection is gone or timed out; the call may be made again elsewhere."""
+
+
+class _Replies(asyncio.Protocol):
+    """Replies in arrival order, each to the call that waits first."""
+
+    def __init__(self, reader: hiredis.Reader) -> None:
+        self._reader = reader
+        self.transport: asyncio.Transport | None = None
+        #: (future, time sent) of the calls in flight, oldest first.
+        self.waiting: deque[tuple[asyncio.Future[Any], float]] = deque()
+        self.lost: BaseException | None = None
+        self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self._reader.feed(data)
+        waiting = self.waiting
+        while waiting:
+            try:
+                reply = self._reader.gets()
+            except InvalidResponse as exc:
+                self.fail(exc)
+                return
+            if reply is False:
+                return
+            future = waiting.popleft()[0]
+            if future.done():  # its caller was cancelled; the reply is dropped in order
+                continue
+            if isinstance(reply, ResponseError):
+                future.set_exception(reply)
+            else:
+                future.set_result(reply)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.fail(exc or LaneLost("connection closed"))
+
+    def fail(self, exc: BaseException) -> None:
+        """Fail every call in flight and close: their replies can no longer be matched."""
+        if self.lost is None:
+            self.lost = exc
+        while self.waiting:
+            future = self.waiting.popleft()[0]
+            if not future.done():
+                future.set_exception(LaneLost(str(exc) or type(exc).__name__))
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+
+class Lane:
+    """Commands of one caller (or a few, pipelined) on a connection of their own."""
+
+    def __init__(self, redis: Redis, timeout_s: float | None = None) -> None:
+        self._redis = redis
+        kwargs = redis.connection_pool.connection_kwargs
+        self._timeout_s = timeout_s or kwargs.get("socket_timeout") or 30.0
+        self._replies: _Replies | None = None
+        self._connecting: asyncio.Future[_Replies | None] | None = None
+        self._failed_at = -COOL_DOWN_S
+        self._watch: asyncio.TimerHandle | None = None
+
+    async def execute(self, *args: Any) -> Any:
+        """The command's reply, parsed as the client's parser parses it (no response callback:
+        route only commands that have none); through the client when the lane is unavailable
+        or fails, with the client's retries."""
+        if args[0] in self._redis.response_callbacks:
+            raise ValueError(f"{args[0]} has a response callback: call it on the client")
+        replies = self._replies
+        if replies is None or replies.lost is not None:
+            replies = await self._connected()
+        if replies is not None:
+            try:
+                return await self._send(replies, args)
+            except LaneLost as exc:
+                self._fail(exc)
+        return await self._redis.execute_command(*args)  # type: ignore[no-untyped-call]
+
+    def _send(self, replies: _Replies, args: tuple[Any, ...]) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        transport = replies.transport
+        if transport is None or transport.is_closing():
+            raise LaneLost("connection closing")
+        try:
+            transport.write(hiredis.pack_command(args))
+        except (OSError, RuntimeError) as exc:  # uvloop raises RuntimeError on a closed handle
+            raise LaneLost(str(exc)) from exc
+        replies.waiting.append((future, time.monotonic()))
+        if self._watch is None:
+            self._watch = loop.call_later(WATCH_S, self._check_timeout)
+        return future
+
+    def _check_timeout(self) -> None:
+        self._watch = None
+        replies = self._replies
+        if replies is None or not replies.waiting:
+            return
+        if time.monotonic() - replies.waiting[0][1] > self._timeout_s:
+            replies.fail(RedisTimeoutError(f"no reply in {self._timeout_s} s"))
+            return
+        self._watch = asyncio.get_running_loop().call_later(WATCH_S, self._check_timeout)
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._replies is not None:
+            log.warning("redis lane lost; its calls go through the pool", error=str(exc))
+            self._replies.fail(exc)
+            self._replies = None
+        self._failed_at = time.monotonic()
+
+    async def _connected(self) -> _Replies | None:
+        """The lane's protocol, connecting at most once for the calls that wait together;
+        None while cooling down after a failure or when the connection cannot be taken over."""
+        if time.monotonic() - self._failed_at < COOL_DOWN_S:
+            return None
+        if self._connecting is None or self._connecting.done():
+            self._connecting = asyncio.ensure_future(self._connect())
+        return await asyncio.shield(self._connecting)
+
+    async def _connect(self) -> _Replies | None:
+        pool = self._redis.connection_pool
+        connection = pool.make_connection()  # type: ignore[no-untyped-call]
+        try:
+            await connection.connect()
+            # The streams redis-py connected with; their transport is taken over below.
+            writer: asyncio.StreamWriter = connection._writer
+            reader: asyncio.StreamReader = connection._reader
+            transport = writer.transport
+            encoder = connection.encoder
+        except (OSError, RedisConnectionError, RedisTimeoutError, AttributeError) as exc:
+            self._fail(exc)
+            with contextlib.suppress(Exception):
+                await connection.disconnect()
+            return None
+        options: dict[str, Any] = {
+            "protocolError": InvalidResponse,
+            "replyError": BaseParser.parse_error,
+        }
+        if encoder.decode_responses:
+            options.update(encoding=encoder.encoding, errors=encoder.encoding_errors)
+        replies = _Replies(hiredis.Reader(**options))
+        transport.set_protocol(replies)
+        replies.connection_made(transport)
+        # The transport is the lane's now: the connection object must not close it when it is
+        # collected (redis-py's __del__ closes a writer it still holds), and the stream objects
+        # live as long as it does (a StreamWriter closes its transport when it is collected).
+        connection._writer = connection._reader = None
+        replies.streams = (reader, writer)
+        self._replies = replies
+        return replies
+
+    def close(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
+        if self._replies is not None:
+            self._replies.fail(LaneLost("lane closed"))
+            self._replies = None

@@ -1,0 +1,111 @@
+"""The lane (app.redis_lane): replies as the pool's parser gives them, in order; a lost or
+silent connection hands the call to the pool (and its retries); the lane comes back later."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from app import redis_lane
+from app.config import Settings
+from app.orchestration.scripts import Scripts
+from app.redis_client import make_redis
+from app.redis_lane import Lane
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def lane(settings: Settings) -> AsyncIterator[Lane]:
+    client = make_redis(settings)
+    lane = Lane(client)
+    try:
+        yield lane
+    finally:
+        lane.close()
+        await client.aclose()
+
+
+async def lane_client_id(lane: Lane) -> int:
+    return int(await lane.execute("CLIENT", "ID"))
+
+
+async def test_replies_are_decoded_like_the_pools_and_errors_raise(lane: Lane, prefix: str) -> None:
+    key = f"{prefix}:lane"
+    assert await lane.execute("ECHO", "é") == "é"
+    assert await lane.execute("RPUSH", key, "é", 2) == 2
+    assert await lane.execute("LRANGE", key, 0, -1) == ["é", "2"]
+    with pytest.raises(ResponseError, match="WRONGTYPE"):
+        await lane.execute("GET", key)
+    assert await lane.execute("LLEN", key) == 2  # an error reply leaves the lane usable
+
+
+async def test_concurrent_calls_get_their_own_replies_in_order(lane: Lane, prefix: str) -> None:
+    key = f"{prefix}:n"
+    replies = await asyncio.gather(*(lane.execute("INCR", key) for _ in range(50)))
+    assert replies == list(range(1, 51))
+    first = await lane_client_id(lane)
+    assert await lane_client_id(lane) == first  # one connection for all of them
+
+
+async def test_a_cancelled_call_does_not_shift_the_replies(lane: Lane, prefix: str) -> None:
+    slow = asyncio.ensure_future(lane.execute("BRPOPLPUSH", f"{prefix}:empty", f"{prefix}:to", 0.3))
+    await asyncio.sleep(0.05)
+    slow.cancel()
+    # Sent behind the cancelled call: its reply must be this call's, not BLPOP's nil.
+    assert await lane.execute("ECHO", "mine") == "mine"
+
+
+async def test_a_killed_connection_hands_the_call_to_the_pool_then_reconnects(
+    lane: Lane, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(redis_lane, "COOL_DOWN_S", 0.2)
+    before = await lane_client_id(lane)
+    await redis.execute_command("CLIENT", "KILL", "ID", before)
+    # The lane learns of it on this call (or just before): the pool answers it.
+    assert await lane.execute("ECHO", "hi") == "hi"
+    await asyncio.sleep(0.3)
+    after = await lane_client_id(lane)
+    assert after != before
+    assert await lane_client_id(lane) == after  # on the lane again, not the pool
+
+
+async def test_a_silent_connection_times_out_to_the_pool(
+    settings: Settings, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(redis_lane, "WATCH_S", 0.05)
+    client = make_redis(settings)
+    lane = Lane(client, timeout_s=0.2)
+    try:
+        await lane.execute("ECHO", "up")
+        # The server holds the reply for 1 s: the lane gives up at 0.2 s and the pool makes
+        # the call again, whose answer (nil, after the block) is the one returned.
+        assert await lane.execute("BRPOPLPUSH", f"{prefix}:empty", f"{prefix}:to", 1) is None
+        assert lane._replies is None  # the silent connection was dropped
+    finally:
+        lane.close()
+        await client.aclose()
+
+
+async def test_scripts_load_the_library_through_a_lane(settings: Settings) -> None:
+    client = make_redis(settings)
+    lane = Lane(client)
+    try:
+        await client.function_flush()
+        scripts = Scripts(client, lane)
+        # "function not found" comes back through the lane, the library is loaded, the call
+        # is made again.
+        assert await scripts.call("promote", settings.prefix, 10) == [0, -1]
+    finally:
+        lane.close()
+        await client.aclose()
+
+
+async def test_a_command_with_a_response_callback_is_refused(lane: Lane) -> None:
+    # Its reply would differ between the lane (raw) and the pool (the callback's).
+    with pytest.raises(ValueError, match="PING"):
+        await lane.execute("PING")
