@@ -102,10 +102,19 @@ class _Replies(asyncio.Protocol):
 class Lane:
     """Commands of one caller (or a few, pipelined) on a connection of their own."""
 
-    def __init__(self, redis: Redis, timeout_s: float | None = None) -> None:
+    def __init__(
+        self, redis: Redis, timeout_s: float | None = None, *, fallback: bool = True
+    ) -> None:
+        """``redis``: the client whose pool makes the connection and, with ``fallback``,
+        answers the calls the lane cannot. Without it a failed call raises
+        ``redis.exceptions.ConnectionError`` and the caller decides (a blocking reader that
+        must know its connection's id, say); the lane reconnects at the next call."""
         self._redis = redis
+        self._fallback = fallback
         kwargs = redis.connection_pool.connection_kwargs
         self._timeout_s = timeout_s or kwargs.get("socket_timeout") or 30.0
+        #: The server's id of the lane's connection (CLIENT ID), once connected.
+        self.client_id: int | None = None
         self._replies: _Replies | None = None
         self._connecting: asyncio.Future[_Replies | None] | None = None
         self._failed_at = -COOL_DOWN_S
@@ -115,7 +124,7 @@ class Lane:
         """The command's reply, parsed as the client's parser parses it (no response callback:
         route only commands that have none); through the client when the lane is unavailable
         or fails, with the client's retries."""
-        if args[0] in self._redis.response_callbacks:
+        if self._fallback and args[0] in self._redis.response_callbacks:
             raise ValueError(f"{args[0]} has a response callback: call it on the client")
         replies = self._replies
         if replies is None or replies.lost is not None:
@@ -125,6 +134,10 @@ class Lane:
                 return await self._send(replies, args)
             except LaneLost as exc:
                 self._fail(exc)
+                if not self._fallback:
+                    raise RedisConnectionError(f"lane lost: {exc}") from exc
+        elif not self._fallback:
+            raise RedisConnectionError("lane unavailable (reconnecting)")
         return await self._redis.execute_command(*args)  # type: ignore[no-untyped-call]
 
     def _send(self, replies: _Replies, args: tuple[Any, ...]) -> asyncio.Future[Any]:
@@ -153,6 +166,7 @@ class Lane:
         self._watch = asyncio.get_running_loop().call_later(WATCH_S, self._check_timeout)
 
     def _fail(self, exc: BaseException) -> None:
+        self.client_id = None
         if self._replies is not None:
             log.warning("redis lane lost; its calls go through the pool", error=str(exc))
             self._replies.fail(exc)
@@ -198,6 +212,11 @@ class Lane:
         connection._writer = connection._reader = None
         replies.streams = (reader, writer)
         self._replies = replies
+        try:
+            self.client_id = int(await self._send(replies, ("CLIENT", "ID")))
+        except LaneLost as exc:
+            self._fail(exc)
+            return None
         return replies
 
     def close(self) -> None:

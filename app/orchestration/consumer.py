@@ -51,6 +51,7 @@ from app.orchestration.recorder import (
 )
 from app.orchestration.retry import RetryPolicy
 from app.orchestration.scripts import Scripts
+from app.redis_lane import Lane
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -130,6 +131,10 @@ class AgentConsumer:
         self._stop: asyncio.Event | None = None  # the read loop's: hand-offs only while it runs
         self._reading = 0  # entries the read in flight may return
         self._offered = 0  # slots offered to script calls in flight (hand-offs may fill them)
+        # The blocking read on a connection of its own, read as a lane (app.redis_lane): its
+        # raw reply is turned into entries here. A lost connection fails the read, which the
+        # read loop retries; the lane reconnects then.
+        self._read_lane = Lane(redis, fallback=False)
 
     # --- group management ------------------------------------------------------------------
     async def ensure_group(self) -> None:
@@ -153,6 +158,12 @@ class AgentConsumer:
     # --- loops -----------------------------------------------------------------------------
     async def read_loop(self, stop: asyncio.Event) -> None:
         self._stop = stop
+        try:
+            await self._read_until(stop)
+        finally:
+            self._read_lane.close()
+
+    async def _read_until(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             free = await self._wait_for_slots(stop)
             if free == 0:
@@ -162,23 +173,24 @@ class AgentConsumer:
             count = min(free - 1 if free > 1 else free, self.settings.read_count)
             self._reading = count
             try:
-                reply = await self._with_group(
-                    lambda n=count: self.redis.xreadgroup(  # type: ignore[misc]
-                        self.group,
-                        self.consumer,
-                        {self.stream: ">"},
-                        count=n,
-                        block=self.settings.block_ms,
-                    )
-                )
+                reply = await self._with_group(lambda n=count: self._read(n))  # type: ignore[misc]
             except Exception:
                 log.exception("read failed", agent=self.name)
                 await _sleep_or_stop(stop, 0.5)
                 continue
             finally:
                 self._reading = 0
-            for _stream, entries in reply or []:
-                self._dispatch(entries)
+            # One stream read: a map in RESP3, a list of (stream, entries) pairs in RESP2.
+            for entries in reply.values() if isinstance(reply, dict) else (e for _, e in reply):
+                self._dispatch([(entry_id, _as_dict(flat)) for entry_id, flat in entries])
+
+    async def _read(self, count: int) -> Any:
+        """XREADGROUP for new entries, blocking up to ``block_ms``; its raw reply (or [])."""
+        args = ("XREADGROUP", "GROUP", self.group, self.consumer, "COUNT", count)
+        reply = await self._read_lane.execute(
+            *args, "BLOCK", self.settings.block_ms, "STREAMS", self.stream, ">"
+        )
+        return reply or []
 
     def _free(self) -> int:
         """Slots neither in use nor promised (to the read in flight, to hand-off offers)."""
@@ -545,6 +557,12 @@ class AgentConsumer:
             m.TOKENS.labels(self.name, model, "out").inc(out.tokens_out)
         if out.cost_units:
             m.COST.labels(self.name, model).inc(out.cost_units)
+
+
+def _as_dict(flat: list[str] | None) -> dict[str, str]:
+    """An entry's fields as XREADGROUP sends them (``[field, value, ...]``); a deleted
+    entry's are nil."""
+    return dict(zip(flat[::2], flat[1::2], strict=True)) if flat else {}
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> bool:

@@ -229,3 +229,22 @@ async def test_an_open_reads_redis_once_the_reader_is_past_the_first_event(
     assert hub._covered[key] != first[0]
     assert hub.subscribe_accepted("t7", "0-0") is None
     assert hub.open_streams == 0
+
+
+async def test_the_reader_survives_its_connection_being_killed(hub: EventHub, redis: Redis) -> None:
+    """The reader's lane reconnects; the unblock then targets the new connection's id (a
+    stale id would leave a new stream unread until the XREAD times out)."""
+    key = hub.keys.events("k1")
+    sub = await hub.subscribe("k1", "0-0")
+    await asyncio.sleep(0.1)
+    old_id = hub._lane.client_id
+    assert old_id is not None
+    await redis.execute_command("CLIENT", "KILL", "ID", old_id)
+    await redis.xadd(key, {"type": "e", "data": "after the kill"})
+    got = await drain_queue(sub, 1, timeout=5)  # reconnected (after its cool-down), read on
+    assert got[0][2] == "after the kill"
+    assert hub._lane.client_id not in (None, old_id)
+    await asyncio.sleep(0.1)  # blocked again, on 'k1' alone (block_ms=2000)
+    fresh = await hub.subscribe("k2", "0-0")
+    await redis.xadd(hub.keys.events("k2"), {"type": "e", "data": "{}"})
+    assert (await drain_queue(fresh, 1, timeout=1.0))[0][1] == "e"  # woken, not timed out

@@ -15,6 +15,7 @@ from app.config import Settings
 from app.orchestration.scripts import Scripts
 from app.redis_client import make_redis
 from app.redis_lane import Lane
+from tests.integration.harness import BENCH_PLAN, Harness, agents
 
 pytestmark = pytest.mark.integration
 
@@ -109,3 +110,27 @@ async def test_a_command_with_a_response_callback_is_refused(lane: Lane) -> None
     # Its reply would differ between the lane (raw) and the pool (the callback's).
     with pytest.raises(ValueError, match="PING"):
         await lane.execute("PING")
+
+
+async def test_a_worker_rides_out_its_lanes_being_killed(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The read loops' lanes and the recorder's: killed, each comes back (or its calls go
+    through the pool meanwhile) and every task still completes, its entries ACKed."""
+    monkeypatch.setattr(redis_lane, "COOL_DOWN_S", 0.1)
+    runtime = await harness.start_worker(agents())
+    first = await harness.store.submit("compare a and b", BENCH_PLAN)
+    assert await harness.wait_state(first) == "completed"
+    lanes = [c._read_lane for c in runtime.consumers] + [runtime.lane]
+    ids = [lane.client_id for lane in lanes]
+    assert None not in ids
+    for client_id in ids:
+        await harness.redis.execute_command("CLIENT", "KILL", "ID", client_id)
+    tasks = [await harness.store.submit(f"compare {i} and b", BENCH_PLAN) for i in range(5)]
+    for task_id in tasks:
+        assert await harness.wait_state(task_id) == "completed"
+    for agent in ("retriever", "analyzer", "writer"):
+        pending = await harness.redis.xpending(harness.keys.agent_stream(agent), agent)
+        assert pending["pending"] == 0, agent
+    retriever = runtime.consumers[0]._read_lane.client_id
+    assert retriever is not None and retriever not in ids  # reading on a new connection
