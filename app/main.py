@@ -15,6 +15,7 @@ from app.api.accepted import AcceptedTasks, keep_s_for
 from app.api.drain import DrainState
 from app.api.errors import install_error_handlers
 from app.api.fast_stream import AgenticAPI
+from app.api.fast_submit import FastSubmit
 from app.api.hub import EventHub
 from app.api.limits import BodyLimitMiddleware
 from app.api.ops import router as ops_router
@@ -71,6 +72,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.drain = DrainState()
+    # Innermost first: FastSubmit answers well-formed submissions inside the body limit and
+    # the Prometheus instrumentator (added last, so outermost), past FastAPI's routing.
+    app.add_middleware(FastSubmit)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
     app.include_router(ui_router)

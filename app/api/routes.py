@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import JSONResponse
 
+from app.agents.base import Planner
 from app.api.deps import DrainDep, HubDep, PlannerDep, SettingsDep, StoreDep
 from app.api.drain import DrainState
 from app.api.errors import error_response
@@ -42,6 +43,18 @@ async def run_task(
     settings: SettingsDep,
     response: Response,
 ) -> TaskAccepted | JSONResponse:
+    """Served by ``app.api.fast_submit`` for a well-formed body; this route documents it and
+    answers everything else (its validation errors are FastAPI's)."""
+    accepted = await accept_task(body, store, hub, planner, settings)
+    if isinstance(accepted, TaskAccepted):
+        response.headers["Location"] = accepted.task_url
+    return accepted
+
+
+async def accept_task(
+    body: TaskCreate, store: TaskStore, hub: EventHub, planner: Planner, settings: Settings
+) -> TaskAccepted | JSONResponse:
+    """Plan the task and submit it: POST /run-task's answer (202 body), or its 422."""
     if len(body.user_input) > settings.max_input_chars:
         return error_response(
             422,
@@ -54,7 +67,6 @@ async def run_task(
     task_id, first_event = await store.submit_logged(body.user_input, plan)
     if first_event is not None:  # the client's stream, opened next, needs no log read
         hub.remember(task_id, first_event)
-    response.headers["Location"] = f"/tasks/{task_id}"
     return TaskAccepted(
         task_id=task_id,
         state=TaskState.RUNNING,
