@@ -135,6 +135,12 @@ class AgentConsumer:
         # raw reply is turned into entries here. A lost connection fails the read, which the
         # read loop retries; the lane reconnects then.
         self._read_lane = Lane(redis, fallback=False)
+        # The per-step metrics' children, looked up once: labels() takes a lock and builds a
+        # key at every call, several times a step.
+        self._m_inflight = m.INFLIGHT.labels(self.name)
+        self._m_handed = m.HANDED_OFF.labels(self.name)
+        self._m_seconds = m.STEP_SECONDS.labels(self.name)
+        self._m_completed = m.STEPS.labels(self.name, "completed")
 
     # --- group management ------------------------------------------------------------------
     async def ensure_group(self) -> None:
@@ -222,7 +228,7 @@ class AgentConsumer:
             except Exception:  # they stay pending under us: reclaimed after the timeout
                 log.exception("handing back entries failed", agent=self.name)
             return
-        m.HANDED_OFF.labels(self.name).inc(len(entries))
+        self._m_handed.inc(len(entries))
         self._dispatch(entries)
 
     async def reclaim_loop(self, stop: asyncio.Event) -> None:
@@ -309,12 +315,12 @@ class AgentConsumer:
         for entry_id, fields in entries:
             task = asyncio.create_task(self.handle_entry(entry_id, fields, redelivered))
             self.inflight[entry_id] = task
-            m.INFLIGHT.labels(self.name).inc()
+            self._m_inflight.inc()
             task.add_done_callback(functools.partial(self._done, entry_id))
 
     def _done(self, entry_id: str, _task: asyncio.Task[None]) -> None:
         self.inflight.pop(entry_id, None)
-        m.INFLIGHT.labels(self.name).dec()
+        self._m_inflight.dec()
         self._slot_freed.set()
 
     async def handle_entry(
@@ -460,7 +466,7 @@ class AgentConsumer:
                 run.cancel()
         elapsed = time.perf_counter() - started
         self._count_usage(out)  # spent even if the result turns out to be fenced out
-        m.STEP_SECONDS.labels(self.name).observe(elapsed)
+        self._m_seconds.observe(elapsed)
         code = await self.recorder.record(
             Outcome(
                 kind="c" if claim is None else "f",
@@ -488,7 +494,7 @@ class AgentConsumer:
             return False
         if code in (TASK_NOT_RUNNING, NOT_CARRIED):
             return True  # what start.lua would have said before it ran: not this delivery's
-        m.STEPS.labels(self.name, "completed").inc()
+        self._m_completed.inc()
         bound.info("step completed", status="completed", run_ms=round(elapsed * 1000))
         return True
 
@@ -516,7 +522,7 @@ class AgentConsumer:
         bound = log.bind(
             task_id=step.task_id, step_id=step.step_id, agent=self.name, attempt=step.attempt
         )
-        m.STEP_SECONDS.labels(self.name).observe(elapsed)
+        self._m_seconds.observe(elapsed)
         if result == 1:
             m.STEPS.labels(self.name, "retried").inc()
             m.RETRIES.labels(self.name).inc()
