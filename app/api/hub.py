@@ -14,7 +14,10 @@ grow, so the result is every event after Last-Event-ID, once, in order.
 
 A stream of a task this process has just accepted, opened from before its first event, takes
 its catch-up from memory instead (:meth:`EventHub.subscribe_accepted`): that catch-up is
-plan_created alone, and the reader, not yet past it, reads the rest.
+plan_created alone, and the reader, not yet past it, reads the rest. The reader starts
+following such a task as soon as its 202 is out (:meth:`EventHub.remember`), for a few seconds
+or until it ends if nobody watches it: the stream its client opens next finds what the steps
+did meanwhile already read, in the subscription it takes over.
 """
 
 from __future__ import annotations
@@ -46,6 +49,10 @@ QUEUE_MAX = 10_000
 READ_COUNT = 512
 #: Stream opens whose reads share one pipeline at most.
 MAX_OPEN_BATCH = 64
+#: How long the reader follows a task accepted here before anyone watches it, and how many
+#: such tasks it follows at most (``EventHub.remember``).
+EARLY_S = 2.0
+MAX_EARLY = 256
 StateAndLog = tuple[str | None, list[Event]]  # (task state or None: no such task, events)
 #: The state a task is in when its log ends with this event; any other last event: running.
 #: The scripts that change the state write the event in the same call (redrive.lua queues
@@ -227,10 +234,13 @@ class EventHub:
         self._ending = False
         self._open_reads = GroupCommit(self._read_opens, MAX_OPEN_BATCH)
         self.accepted = accepted if accepted is not None else AcceptedTasks()
+        #: Tasks accepted here that the reader follows before their first watcher arrives:
+        #: task id -> (the subscription it fills, the timer that drops it).
+        self._early: dict[str, tuple[Subscription, asyncio.TimerHandle]] = {}
 
     @property
     def open_streams(self) -> int:
-        return sum(len(s) for s in self._subs.values())
+        return sum(len(s) for s in self._subs.values()) - len(self._early)
 
     async def start(self) -> None:
         await self.reader.ping()  # the client's retries ride out a server still starting
@@ -321,8 +331,29 @@ class EventHub:
         return answers
 
     def remember(self, task_id: str, first_event: Event) -> None:
-        """This process has just created the task, whose log starts with ``first_event``."""
+        """This process has just created the task, whose log starts with ``first_event``. Just
+        after the answer goes out, the reader starts following the task, for the stream its
+        client usually opens next (:meth:`subscribe_accepted` hands that stream what was read
+        meanwhile): the stream then starts with what the steps did already, rather than wake
+        the reader (two round trips) once it opens."""
         self.accepted.remember(task_id, first_event)
+        if self._task is not None:
+            asyncio.get_running_loop().call_soon(self._follow_early, task_id, first_event)
+
+    def _follow_early(self, task_id: str, first_event: Event) -> None:
+        if self._ending or len(self._early) >= MAX_EARLY or task_id in self._subs:
+            return  # watched already (it opened first), or too many nobody watches
+        sub = self.register(task_id, "0-0")
+        self.activate(sub, [first_event])
+        timer = asyncio.get_running_loop().call_later(EARLY_S, self._drop_early, task_id)
+        self._early[task_id] = (sub, timer)
+
+    def _drop_early(self, task_id: str) -> None:
+        """Nobody watched the task in time, or it ended unwatched: stop following it."""
+        found = self._early.pop(task_id, None)
+        if found is not None:
+            found[1].cancel()
+            self.unsubscribe(found[0])
 
     def subscribe_accepted(self, task_id: str, after_id: str) -> Subscription | None:
         """Subscribe without reading Redis, when the catch-up is known: the task was accepted
@@ -335,6 +366,13 @@ class EventHub:
         if first is None:
             return None
         first_id = parse_id(first[0])
+        early = self._early.pop(task_id, None)
+        if early is not None:
+            sub, timer = early
+            timer.cancel()
+            if parse_id(after_id) < first_id and not sub.overflowed:
+                return sub  # it holds the log from plan_created on, as the reader read it
+            self.unsubscribe(sub)
         positions = (self._cursor.get(task_id), self._covered.get(self.keys.events(task_id)))
         if parse_id(after_id) >= first_id or any(
             p is not None and parse_id(p) > first_id for p in positions
@@ -435,6 +473,10 @@ class EventHub:
         if task_id is None or not entries:
             return
         self._cursor[task_id] = entries[-1][0]
+        if task_id in self._early and any(
+            as_event_flat(entry_id, flat)[1] in STATE_AFTER for entry_id, flat in entries
+        ):
+            self._drop_early(task_id)  # ended unwatched: a stream opened later reads the log
         subs = self._subs.get(task_id, ())
         for entry_id, flat in entries:
             event = as_event_flat(entry_id, flat)

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from app.api import hub as hub_module
 from app.api.hub import EventHub, Subscription, read_log
 from app.keys import Keys
 from tests.integration.harness import command_calls
@@ -248,3 +249,76 @@ async def test_the_reader_survives_its_connection_being_killed(hub: EventHub, re
     fresh = await hub.subscribe("k2", "0-0")
     await redis.xadd(hub.keys.events("k2"), {"type": "e", "data": "{}"})
     assert (await drain_queue(fresh, 1, timeout=1.0))[0][1] == "e"  # woken, not timed out
+
+
+async def accepted(hub: EventHub, redis: Redis, task_id: str) -> tuple[str, str, str]:
+    first = (
+        await redis.xadd(hub.keys.events(task_id), {"type": "plan_created", "data": "{}"}),
+        "plan_created",
+        "{}",
+    )
+    hub.remember(task_id, first)
+    return first
+
+
+async def until(condition: Any, timeout: float = 5) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+async def test_the_reader_follows_a_task_from_its_acceptance(hub: EventHub, redis: Redis) -> None:
+    """Events written between the 202 and the stream's open are read before the open, and the
+    open gets them at once, in order, without a read of its own; the reader was not woken for
+    it (its XREAD already covered the task)."""
+    first = await accepted(hub, redis, "e1")
+    key = hub.keys.events("e1")
+    await until(lambda: key in hub._covered)
+    assert hub.open_streams == 0  # followed, not watched
+    ids = [first[0], await redis.xadd(key, {"type": "step_started", "data": "{}"})]
+    await until(lambda: hub._cursor.get("e1") == ids[-1])
+    before = command_calls(await redis.info("commandstats"))
+    sub = hub.subscribe_accepted("e1", "0-0")
+    assert sub is not None and sub.queue.qsize() == 2  # there already, nothing to wait for
+    assert [e[0] for e in await drain_queue(sub, 2)] == ids
+    ids.append(await redis.xadd(key, {"type": "task_completed", "data": "{}"}))
+    assert (await drain_queue(sub, 1))[0][0] == ids[-1]
+    reads = command_calls(await redis.info("commandstats")) - before
+    assert reads["xrange"] == reads["client|unblock"] == 0
+    assert hub.open_streams == 1
+    hub.unsubscribe(sub)
+
+
+async def test_an_unwatched_task_is_followed_for_a_while_only(
+    hub: EventHub, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(hub_module, "EARLY_S", 0.2)
+    await accepted(hub, redis, "e2")  # nobody opens its stream
+    await until(lambda: hub.keys.events("e2") in hub._covered)
+    await until(lambda: "e2" not in hub._subs, timeout=2)
+    assert not hub._early and not hub._cursor
+    # It ended unwatched: dropped at its terminal event, and a late open reads the log.
+    monkeypatch.setattr(hub_module, "EARLY_S", 60.0)
+    first = await accepted(hub, redis, "e3")
+    key = hub.keys.events("e3")
+    await until(lambda: key in hub._covered)
+    end = await redis.xadd(key, {"type": "task_completed", "data": "{}"})
+    await until(lambda: "e3" not in hub._subs, timeout=2)
+    late = await hub.subscribe("e3", "0-0")
+    assert [e[0] for e in await drain_queue(late, 2)] == [first[0], end]
+    hub.unsubscribe(late)
+
+
+async def test_at_most_max_early_tasks_are_followed_unwatched(
+    hub: EventHub, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(hub_module, "MAX_EARLY", 3)
+    for i in range(5):
+        await accepted(hub, redis, f"m{i}")
+    await asyncio.sleep(0)
+    assert len(hub._early) == 3 and hub.open_streams == 0
+    # One beyond the bound streams as before: plan_created from memory, the rest read.
+    sub = hub.subscribe_accepted("m4", "0-0")
+    assert sub is not None and [e[1] for e in await drain_queue(sub, 1)] == ["plan_created"]
+    hub.unsubscribe(sub)
