@@ -11,10 +11,12 @@ What stays redis-py's: the connection is made by the client's own pool class and
 :class:`_Replies`. Replies are parsed as redis-py parses them (same hiredis reader options,
 same error classes), without response callbacks: callers get the raw reply.
 
-What a lane does not do is retry. A command whose lane fails (connection lost, timeout, no
-lane to be had) goes through the client itself, whose retry policy then applies exactly as it
-did before lanes: a lost reply is retried there, as redis-py would have. The lane reconnects
-on a later call, not sooner than ``COOL_DOWN_S`` after a failure.
+What a lane does not do is retry. A command whose lane fails (connection lost, timeout, an
+error reply redis-py counts as a connection error such as ``LOADING``, no lane to be had) goes
+through the client itself, whose retry policy then applies exactly as it did before lanes: a
+lost reply is retried there, as redis-py would have. The lane connects in one attempt, and
+reconnects on a later call, not sooner than ``COOL_DOWN_S`` after a failure; while it connects,
+other calls go through the client.
 
 Commands are pipelined in order on the one connection. Blocking commands do not belong on a
 shared lane: they would hold every call behind them.
@@ -31,8 +33,10 @@ from typing import TYPE_CHECKING, Any
 import hiredis
 import structlog
 from redis._parsers.base import BaseParser
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import InvalidResponse, ResponseError
+from redis.exceptions import InvalidResponse
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 if TYPE_CHECKING:
@@ -45,6 +49,10 @@ log = structlog.get_logger("agentic.redis")
 COOL_DOWN_S = 1.0
 #: How often a lane with calls in flight checks the oldest against the read timeout.
 WATCH_S = 0.5
+#: What the reader returns for an incomplete reply (its default, False, is also a RESP3 reply).
+NOT_ENOUGH = object()
+#: RESP3 pushes (redis-py asks for maintenance notifications): no call's reply.
+PUSH: type | None = getattr(hiredis, "PushNotification", None)
 
 
 class LaneLost(Exception):
@@ -71,15 +79,19 @@ class _Replies(asyncio.Protocol):
         while waiting:
             try:
                 reply = self._reader.gets()
-            except InvalidResponse as exc:
+            except InvalidResponse as exc:  # out of step: no later reply can be matched
                 self.fail(exc)
                 return
-            if reply is False:
+            except Exception as exc:  # one reply that cannot be decoded; the rest stay in step
+                reply = exc
+            if reply is NOT_ENOUGH:
                 return
+            if PUSH is not None and isinstance(reply, PUSH):
+                continue
             future = waiting.popleft()[0]
             if future.done():  # its caller was cancelled; the reply is dropped in order
                 continue
-            if isinstance(reply, ResponseError):
+            if isinstance(reply, Exception):  # ResponseError, or a class redis-py maps it to
                 future.set_exception(reply)
             else:
                 future.set_result(reply)
@@ -119,6 +131,7 @@ class Lane:
         self._connecting: asyncio.Future[_Replies | None] | None = None
         self._failed_at = -COOL_DOWN_S
         self._watch: asyncio.TimerHandle | None = None
+        self._closed = False
 
     async def execute(self, *args: Any) -> Any:
         """The command's reply, parsed as the client's parser parses it (no response callback:
@@ -133,11 +146,16 @@ class Lane:
             try:
                 return await self._send(replies, args)
             except LaneLost as exc:
-                self._fail(exc)
-                if not self._fallback:
-                    raise RedisConnectionError(f"lane lost: {exc}") from exc
+                self._fail(exc, replies)
+                failure: Exception = exc
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                # An error reply meaning "not now" (LOADING, ...): the command did not run.
+                self._fail(exc, replies)
+                failure = exc
+            if not self._fallback:
+                raise RedisConnectionError(f"lane lost: {failure}") from failure
         elif not self._fallback:
-            raise RedisConnectionError("lane unavailable (reconnecting)")
+            raise RedisConnectionError("lane unavailable (connecting or cooling down)")
         return await self._redis.execute_command(*args)  # type: ignore[no-untyped-call]
 
     def _send(self, replies: _Replies, args: tuple[Any, ...]) -> asyncio.Future[Any]:
@@ -165,47 +183,68 @@ class Lane:
             return
         self._watch = asyncio.get_running_loop().call_later(WATCH_S, self._check_timeout)
 
-    def _fail(self, exc: BaseException) -> None:
-        self.client_id = None
-        if self._replies is not None:
+    def _fail(self, exc: BaseException, replies: _Replies) -> None:
+        """``replies`` failed: drop it (not a newer connection made meanwhile) and cool down."""
+        replies.fail(exc)
+        if self._replies is replies:
             log.warning("redis lane lost; its calls go through the pool", error=str(exc))
-            self._replies.fail(exc)
             self._replies = None
+            self.client_id = None
         self._failed_at = time.monotonic()
 
     async def _connected(self) -> _Replies | None:
-        """The lane's protocol, connecting at most once for the calls that wait together;
-        None while cooling down after a failure or when the connection cannot be taken over."""
-        if time.monotonic() - self._failed_at < COOL_DOWN_S:
+        """The lane's protocol; None while it cools down after a failure, after ``close``, or
+        when the connection cannot be taken over. A lane with a fallback does not wait for a
+        connect another call started: the client answers meanwhile."""
+        if self._closed or time.monotonic() - self._failed_at < COOL_DOWN_S:
             return None
         if self._connecting is None or self._connecting.done():
             self._connecting = asyncio.ensure_future(self._connect())
-        return await asyncio.shield(self._connecting)
+        elif self._fallback:
+            return None
+        try:
+            return await asyncio.shield(self._connecting)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():  # this caller is being cancelled
+                raise
+            return None  # the connect was (the lane closed meanwhile)
 
     async def _connect(self) -> _Replies | None:
         pool = self._redis.connection_pool
         connection = pool.make_connection()  # type: ignore[no-untyped-call]
+        # One attempt: the caller's own path retries (the client's policy, or its loop); the
+        # client's retries here as well would double an outage's wait.
+        connection.retry = Retry(NoBackoff(), 0)
+        taken = False
         try:
             await connection.connect()
+            if self._closed:
+                return None
             # The streams redis-py connected with; their transport is taken over below.
             writer: asyncio.StreamWriter = connection._writer
             reader: asyncio.StreamReader = connection._reader
             transport = writer.transport
             encoder = connection.encoder
-        except (OSError, RedisConnectionError, RedisTimeoutError, AttributeError) as exc:
-            self._fail(exc)
-            with contextlib.suppress(Exception):
-                await connection.disconnect()
+            options: dict[str, Any] = {
+                "protocolError": InvalidResponse,
+                "replyError": BaseParser.parse_error,
+                "notEnoughData": NOT_ENOUGH,
+            }
+            if encoder.decode_responses:
+                options.update(encoding=encoder.encoding, errors=encoder.encoding_errors)
+            replies = _Replies(hiredis.Reader(**options))
+            transport.set_protocol(replies)
+            replies.connection_made(transport)
+            taken = True
+        except Exception as exc:
+            self._failed_at = time.monotonic()
+            log.warning("redis lane could not connect; calls go through the pool", error=str(exc))
             return None
-        options: dict[str, Any] = {
-            "protocolError": InvalidResponse,
-            "replyError": BaseParser.parse_error,
-        }
-        if encoder.decode_responses:
-            options.update(encoding=encoder.encoding, errors=encoder.encoding_errors)
-        replies = _Replies(hiredis.Reader(**options))
-        transport.set_protocol(replies)
-        replies.connection_made(transport)
+        finally:
+            if not taken:  # failed, cancelled (close), or closed meanwhile
+                with contextlib.suppress(Exception):
+                    await connection.disconnect()
         # The transport is the lane's now: the connection object must not close it when it is
         # collected (redis-py's __del__ closes a writer it still holds), and the stream objects
         # live as long as it does (a StreamWriter closes its transport when it is collected).
@@ -214,15 +253,21 @@ class Lane:
         self._replies = replies
         try:
             self.client_id = int(await self._send(replies, ("CLIENT", "ID")))
-        except LaneLost as exc:
-            self._fail(exc)
+        except Exception as exc:
+            self._fail(exc, replies)
             return None
         return replies
 
     def close(self) -> None:
+        """Close the connection (and one being made); later calls go through the client, or
+        fail without a fallback."""
+        self._closed = True
+        if self._connecting is not None and not self._connecting.done():
+            self._connecting.cancel()
         if self._watch is not None:
             self._watch.cancel()
             self._watch = None
         if self._replies is not None:
             self._replies.fail(LaneLost("lane closed"))
             self._replies = None
+            self.client_id = None

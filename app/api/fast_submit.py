@@ -48,13 +48,17 @@ class FastSubmit:
         ):
             await self.app(scope, receive, send)
             return
-        body = await _read_body(receive)
-        if body is None:  # the client left before sending it all
+        messages = await _read_body(receive)
+        last = messages[-1]
+        if last["type"] != "http.request" or last.get("more_body", False):
+            # The client left before sending it all: the route answers as it would have.
+            await self.app(scope, _replay(messages, receive), send)
             return
+        body = b"".join(m.get("body", b"") for m in messages)
         try:
             task = TaskCreate.model_validate_json(body)
         except ValidationError:
-            await self.app(scope, _replay(body, receive), send)
+            await self.app(scope, _replay(messages, receive), send)
             return
         await _answer(scope, receive, send, task)
 
@@ -78,26 +82,24 @@ async def _answer(scope: Scope, receive: Receive, send: Send, task: TaskCreate) 
     await send({"type": "http.response.body", "body": content})
 
 
-async def _read_body(receive: Receive) -> bytes | None:
-    chunks = []
+async def _read_body(receive: Receive) -> list[Message]:
+    """The request's messages up to its last body part, or up to anything else (a
+    disconnect)."""
+    messages = []
     while True:
         message = await receive()
-        if message["type"] != "http.request":
-            return None
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+        messages.append(message)
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return messages
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """``receive`` for the route, with the body that was read already."""
-    sent = False
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    """``receive`` for the route: the messages read already, then the live ones."""
+    pending = list(messages)
 
     async def replay() -> Message:
-        nonlocal sent
-        if sent:
-            return await receive()
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
+        if pending:
+            return pending.pop(0)
+        return await receive()
 
     return replay

@@ -459,13 +459,14 @@ class EventHub:
                     "XREAD", "COUNT", READ_COUNT, "BLOCK", self.block_ms,
                     "STREAMS", *streams, *streams.values(),
                 )  # fmt: skip
+                batches = list(_stream_replies(reply or []))
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception:  # the loop must outlive any reply: every stream here depends on it
                 log.exception("event reader failed; retrying")
                 await asyncio.sleep(0.5)  # the lane reconnects at the next call
                 continue
-            for stream, entries in _stream_replies(reply or []):
+            for stream, entries in batches:
                 self._deliver(stream, entries)
 
     def _deliver(self, stream: str, entries: list[tuple[str, list[str]]]) -> None:

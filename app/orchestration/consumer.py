@@ -180,15 +180,21 @@ class AgentConsumer:
             self._reading = count
             try:
                 reply = await self._with_group(lambda n=count: self._read(n))  # type: ignore[misc]
-            except Exception:
+                # One stream read: a map in RESP3, a list of (stream, entries) pairs in RESP2.
+                batches = [
+                    [(entry_id, _as_dict(flat)) for entry_id, flat in entries]
+                    for entries in (
+                        reply.values() if isinstance(reply, dict) else (e for _, e in reply)
+                    )
+                ]
+            except Exception:  # the loop must outlive any reply: it is this agent's only reader
                 log.exception("read failed", agent=self.name)
                 await _sleep_or_stop(stop, 0.5)
                 continue
             finally:
                 self._reading = 0
-            # One stream read: a map in RESP3, a list of (stream, entries) pairs in RESP2.
-            for entries in reply.values() if isinstance(reply, dict) else (e for _, e in reply):
-                self._dispatch([(entry_id, _as_dict(flat)) for entry_id, flat in entries])
+            for entries in batches:
+                self._dispatch(entries)
 
     async def _read(self, count: int) -> Any:
         """XREADGROUP for new entries, blocking up to ``block_ms``; its raw reply (or [])."""

@@ -6,12 +6,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import hiredis
 import pytest
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import BusyLoadingError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from app import redis_lane
 from app.config import Settings
+from app.keys import Keys
+from app.orchestration.consumer import AgentConsumer
 from app.orchestration.scripts import Scripts
 from app.redis_client import make_redis
 from app.redis_lane import Lane
@@ -47,6 +51,7 @@ async def test_replies_are_decoded_like_the_pools_and_errors_raise(lane: Lane, p
 
 async def test_concurrent_calls_get_their_own_replies_in_order(lane: Lane, prefix: str) -> None:
     key = f"{prefix}:n"
+    await lane.execute("ECHO", "connected")  # calls made while it connects go to the pool
     replies = await asyncio.gather(*(lane.execute("INCR", key) for _ in range(50)))
     assert replies == list(range(1, 51))
     first = await lane_client_id(lane)
@@ -134,3 +139,116 @@ async def test_a_worker_rides_out_its_lanes_being_killed(
         assert pending["pending"] == 0, agent
     retriever = runtime.consumers[0]._read_lane.client_id
     assert retriever is not None and retriever not in ids  # reading on a new connection
+
+
+# --- against a scripted server: replies a real one gives only in rare states -------------------
+
+SCRIPTED = {
+    b"LOADING": b"-LOADING Redis is loading the dataset in memory\r\n",
+    b"PUSHED": b">2\r\n+message\r\n+moving\r\n+OK\r\n",  # a RESP3 push, then the reply
+    b"FALSE": b"#f\r\n",  # RESP3 boolean false (hiredis's default "incomplete" marker)
+    b"BADUTF8": b"$2\r\n\xff\xfe\r\n",
+}
+
+
+class ScriptedServer:
+    """Answers redis-py's handshake, then each command by its name (``SCRIPTED``), ECHO as
+    ECHO, CLIENT ID with 7; ``hold`` delays the handshake's HELLO (a connect in progress)."""
+
+    def __init__(self) -> None:
+        self.hold = asyncio.Event()
+        self.hold.set()
+        self.closed = asyncio.Event()
+        self.server: asyncio.Server | None = None
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        parser = hiredis.Reader()
+        while data := await reader.read(65536):
+            parser.feed(data)
+            while (command := parser.gets()) is not False:
+                name = command[0].upper()
+                sub = command[1].upper() if len(command) > 1 else b""
+                if name == b"HELLO":
+                    await self.hold.wait()
+                    writer.write(b"%1\r\n+proto\r\n:3\r\n")
+                elif name == b"CLIENT" and sub == b"ID":
+                    writer.write(b":7\r\n")
+                elif name == b"CLIENT":
+                    writer.write(b"+OK\r\n")
+                elif name == b"ECHO":
+                    writer.write(b"$%d\r\n%s\r\n" % (len(command[1]), command[1]))
+                else:
+                    writer.write(SCRIPTED.get(name, b"-ERR unknown command\r\n"))
+            await writer.drain()
+        self.closed.set()
+        writer.close()
+
+    async def __aenter__(self) -> Redis:
+        self.server = await asyncio.start_server(self.handle, "127.0.0.1", 0)
+        port = self.server.sockets[0].getsockname()[1]
+        self.client = Redis(port=port, decode_responses=True, protocol=3)
+        return self.client
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.client.aclose()
+        assert self.server is not None
+        self.server.close()
+
+
+async def test_an_error_reply_meaning_not_now_goes_to_the_pool_or_raises() -> None:
+    async with ScriptedServer() as client:
+        lane = Lane(client)
+        assert await lane.execute("ECHO", "up") == "up"
+        # LOADING is a ConnectionError to redis-py: the lane hands the call to the client
+        # (whose retry policy would wait the loading out); never a reply returned as a value.
+        with pytest.raises(BusyLoadingError):
+            await lane.execute("LOADING")
+        lane.close()
+        reader = Lane(client, fallback=False)
+        with pytest.raises(RedisConnectionError):
+            await reader.execute("LOADING")
+        reader.close()
+
+
+async def test_pushes_false_and_undecodable_replies_keep_the_replies_in_step() -> None:
+    async with ScriptedServer() as client:
+        lane = Lane(client)
+        await lane.execute("ECHO", "up")
+        pushed, false, bad, mine = await asyncio.gather(
+            lane.execute("PUSHED"),
+            lane.execute("FALSE"),
+            lane.execute("BADUTF8"),
+            lane.execute("ECHO", "mine"),
+            return_exceptions=True,
+        )
+        assert (pushed, false, mine) == ("OK", False, "mine")
+        assert isinstance(bad, UnicodeDecodeError)  # that call's alone: the lane goes on
+        assert lane.client_id == 7 and lane._replies is not None
+        lane.close()
+
+
+async def test_a_lane_closed_while_it_connects_leaves_nothing_open() -> None:
+    server = ScriptedServer()
+    async with server as client:
+        server.hold.clear()
+        lane = Lane(client, fallback=False)
+        call = asyncio.ensure_future(lane.execute("ECHO", "x"))
+        await asyncio.sleep(0.1)  # connecting: HELLO sent, its reply held
+        lane.close()
+        with pytest.raises(RedisConnectionError):
+            await asyncio.wait_for(call, 2)
+        server.hold.set()
+        await asyncio.wait_for(server.closed.wait(), 2)  # the connection was closed
+        assert lane._replies is None and lane.client_id is None
+
+
+async def test_a_consumer_read_loop_outlives_a_loading_server(settings: Settings) -> None:
+    async with ScriptedServer() as client:
+        consumer = AgentConsumer(client, Keys("t"), agents()["retriever"], settings, "w1")
+        consumer._read = lambda count: consumer._read_lane.execute("LOADING")  # type: ignore[method-assign]
+        stop = asyncio.Event()
+        loop = asyncio.ensure_future(consumer.read_loop(stop))
+        await asyncio.sleep(1.2)  # a few failed reads
+        assert not loop.done()
+        stop.set()
+        await asyncio.wait_for(loop, 3)
