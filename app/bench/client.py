@@ -95,9 +95,14 @@ class _StreamReader(asyncio.Protocol):
     CPU as the API in the fan-out's burst, and its lag counted as the API's delivery delay."""
 
     def __init__(
-        self, request: bytes, delays: Delays, done: asyncio.Future[bytes], idle_s: float
+        self,
+        request: bytes,
+        delays: Delays,
+        done: asyncio.Future[bytes],
+        idle_s: float,
+        keep: set[asyncio.Transport] | None = None,
     ) -> None:
-        self.request, self.done = request, done
+        self.request, self.done, self.keep = request, done, keep
         self.frames = Frames(delays)
         self.parser = httptools.HttpResponseParser(self)
         self.transport: asyncio.Transport | None = None
@@ -146,11 +151,15 @@ class _StreamReader(asyncio.Protocol):
 
     def _end(self, outcome: bytes | BaseException) -> None:
         self.timer.cancel()
-        if not self.done.done():
-            if isinstance(outcome, bytes):
-                self.done.set_result(outcome)
-            else:
-                self.done.set_exception(outcome)
+        if self.done.done():  # the rest of a response already ended (its chunked end, a close)
+            return
+        if isinstance(outcome, bytes):
+            self.done.set_result(outcome)
+            if self.keep is not None and self.transport is not None:
+                self.keep.add(self.transport)  # kept alive, as a client's pool keeps it
+                return
+        else:
+            self.done.set_exception(outcome)
         if self.transport is not None:
             self.transport.close()
 
@@ -177,9 +186,19 @@ def scan(frames: bytes, now_ms: float, delays: Delays | None, first: bool) -> by
     return None
 
 
-async def follow_bare(base: str, task_id: str, delays: Delays, idle_s: float = 120) -> bytes:
+async def follow_bare(
+    base: str,
+    task_id: str,
+    delays: Delays,
+    idle_s: float = 120,
+    keep: set[asyncio.Transport] | None = None,
+) -> bytes:
     """:func:`follow` with delays, on a connection of its own read by :class:`_StreamReader`
-    (an error after ``idle_s`` without a byte)."""
+    (an error after ``idle_s`` without a byte). With ``keep``, a stream that ended well leaves
+    its connection open (HTTP keep-alive, as a browser's pool would) and in ``keep``, for the
+    caller to close once it has measured: closing thousands of sockets in the middle of the
+    burst cost the load generator about a quarter of its CPU there (py-spy), and the API the
+    matching disconnects, on the two cores whose share is being measured."""
     url = urlsplit(base)
     loop = asyncio.get_running_loop()
     done: asyncio.Future[bytes] = loop.create_future()
@@ -188,12 +207,13 @@ async def follow_bare(base: str, task_id: str, delays: Delays, idle_s: float = 1
     ).encode()
     host, port = url.hostname or "127.0.0.1", url.port or 80
     transport, _ = await loop.create_connection(
-        lambda: _StreamReader(request, delays, done, idle_s), host, port
+        lambda: _StreamReader(request, delays, done, idle_s, keep), host, port
     )
     try:
         return await done
     finally:
-        transport.close()
+        if keep is None or transport not in keep:
+            transport.close()
 
 
 async def one_task(http: aiohttp.ClientSession, base: str, out: Outcome) -> None:

@@ -179,9 +179,10 @@ async def _fanout(stack: Stack, streams: int) -> dict[str, Any]:
         ]
         baseline = rss_kib(stack.api.pid)
         delays = client.Delays()
+        kept: set[asyncio.Transport] = set()  # ended streams, closed once measured
         followers = [
             asyncio.create_task(
-                client.follow_bare(stack.api_url, task_ids[i % len(task_ids)], delays)
+                client.follow_bare(stack.api_url, task_ids[i % len(task_ids)], delays, keep=kept)
             )
             for i in range(streams)
         ]
@@ -209,6 +210,8 @@ async def _fanout(stack: Stack, streams: int) -> dict[str, Any]:
             results = await asyncio.gather(*followers, return_exceptions=True)
         finally:
             gc.unfreeze()
+            for transport in kept:  # measured: the ended streams' connections may go now
+                transport.close()
     errors = [r for r in results if isinstance(r, BaseException)]
     return {
         "streams": streams,

@@ -92,3 +92,25 @@ async def test_a_stream_that_ends_early_is_an_error() -> None:
     async with server:
         with pytest.raises(RuntimeError, match="without a terminal event"):
             await follow_bare(base, "t1", Delays())
+
+
+async def test_kept_connections_stay_open_past_the_response_end_until_closed() -> None:
+    """With ``keep``, a stream that ended well leaves its connection open (the fan-out closes
+    them once it has measured); the response's own end (chunked terminator) does not close it,
+    and a stream that failed is still closed at once."""
+    body = b"".join(FRAMES)
+    wire = chunked(body, [len(body)]) + b"0\r\n\r\n"
+    server, base = await serve(b"200 OK", [wire])
+    async with server:
+        kept: set[asyncio.Transport] = set()
+        assert await follow_bare(base, "t1", Delays(), keep=kept) == b"event: task_completed"
+        await asyncio.sleep(0.05)  # the terminator arrives after the terminal event
+        (transport,) = kept
+        assert not transport.is_closing()
+        transport.close()
+    refused, base = await serve(b"503 Service Unavailable", [])
+    async with refused:
+        kept = set()
+        with pytest.raises(RuntimeError):
+            await follow_bare(base, "t1", Delays(), keep=kept)
+        assert not kept
