@@ -144,12 +144,15 @@ class AgentConsumer:
 
     # --- group management ------------------------------------------------------------------
     async def ensure_group(self) -> None:
-        """Create the group from id 0 (entries added before any worker started count)."""
+        """Create the group from id 0 (entries added before any worker started count), and
+        this process's consumer in it: it is listed (``XINFO CONSUMERS``) from the start, on
+        every server (Redis 7.0 creates a consumer only at a read that returns entries)."""
         try:
             await self.redis.xgroup_create(self.stream, self.group, id="0", mkstream=True)
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+        await self.redis.xgroup_createconsumer(self.stream, self.group, self.consumer)
 
     async def _with_group(self, call: Callable[[], Awaitable[Any]]) -> Any:
         try:
