@@ -55,6 +55,20 @@ NOT_ENOUGH = object()
 PUSH: type | None = getattr(hiredis, "PushNotification", None)
 
 
+def stream_replies(reply: Any) -> Any:
+    """(stream, entries) pairs of a raw XREAD/XREADGROUP reply: a map in RESP3, a list in
+    RESP2 (none: [])."""
+    if not reply:
+        return []
+    return reply.items() if isinstance(reply, dict) else reply
+
+
+def field_dict(flat: list[Any] | None) -> dict[Any, Any]:
+    """An entry's fields as a raw reply holds them (``[field, value, ...]``) as a dict; a
+    deleted entry's are nil."""
+    return dict(zip(flat[::2], flat[1::2], strict=True)) if flat else {}
+
+
 class LaneLost(Exception):
     """The lane's connection is gone or timed out; the call may be made again elsewhere."""
 

@@ -35,7 +35,7 @@ from app.keys import Keys
 from app.models import TaskState
 from app.orchestration.group_commit import GroupCommit
 from app.orchestration.store import LogEvent
-from app.redis_lane import Lane
+from app.redis_lane import Lane, stream_replies
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -75,11 +75,6 @@ def as_event_flat(entry_id: str, flat: list[str]) -> Event:
     if len(flat) == 4 and flat[0] == "type" and flat[2] == "data":
         return entry_id, flat[1], flat[3]
     return as_event(entry_id, dict(zip(flat[::2], flat[1::2], strict=False)))
-
-
-def _stream_replies(reply: Any) -> Any:
-    """(stream, entries) pairs of a raw XREAD reply: a map in RESP3, a list in RESP2."""
-    return reply.items() if isinstance(reply, dict) else reply
 
 
 async def read_log(redis: Redis, events_key: str, after_id: str) -> list[Event]:
@@ -459,7 +454,7 @@ class EventHub:
                     "XREAD", "COUNT", READ_COUNT, "BLOCK", self.block_ms,
                     "STREAMS", *streams, *streams.values(),
                 )  # fmt: skip
-                batches = list(_stream_replies(reply or []))
+                batches = list(stream_replies(reply))
             except asyncio.CancelledError:
                 raise
             except Exception:  # the loop must outlive any reply: every stream here depends on it

@@ -8,9 +8,7 @@ completion marks this harness polls).
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -77,7 +75,7 @@ def start_worker(redis_url: str, concurrency: int = 2) -> subprocess.Popen[bytes
         "--without-gossip",
         "--without-mingle",
     ]
-    # A session of its own: the prefork pool's children are stopped with it (stop_worker).
+    # A session of its own: the prefork pool's children are stopped with it (stop(group=True)).
     proc = subprocess.Popen(
         args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
@@ -87,19 +85,6 @@ def start_worker(redis_url: str, concurrency: int = 2) -> subprocess.Popen[bytes
             return proc
     proc.kill()
     raise RuntimeError("the Celery worker did not answer ping")
-
-
-def stop_worker(proc: subprocess.Popen[bytes], grace_s: float = 15) -> None:
-    """TERM to the worker and its pool, then KILL if its warm shutdown outlasts ``grace_s``
-    (it took over 20 s here once): the run's figures must not be lost to it."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        try:
-            proc.wait(grace_s)
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 def burst(n: int) -> tuple[list[float], float]:

@@ -6,8 +6,10 @@ Everything runs as it would in production (separate processes, real HTTP), with
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
+import signal
 import socket
 import subprocess
 import sys
@@ -120,11 +122,22 @@ def wait_ready(url: str, proc: subprocess.Popen[Any], timeout_s: float = 30) -> 
     raise RuntimeError(f"{url} never became ready")
 
 
-def stop(proc: subprocess.Popen[Any]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+def stop(proc: subprocess.Popen[Any], grace_s: float = 15, group: bool = False) -> None:
+    """TERM, then KILL if it outlasts ``grace_s``. ``group``: to its whole process group (a
+    process started in a session of its own, with children of its own: Celery's pool)."""
+    if proc.poll() is not None and not group:
+        return
+
+    def send(sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            if group:
+                os.killpg(proc.pid, sig)
+            else:
+                proc.send_signal(sig)
+
+    send(signal.SIGTERM)
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        send(signal.SIGKILL)
+        proc.wait(5)

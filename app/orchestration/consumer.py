@@ -51,7 +51,7 @@ from app.orchestration.recorder import (
 )
 from app.orchestration.retry import RetryPolicy
 from app.orchestration.scripts import Scripts
-from app.redis_lane import Lane
+from app.redis_lane import Lane, field_dict, stream_replies
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -183,12 +183,9 @@ class AgentConsumer:
             self._reading = count
             try:
                 reply = await self._with_group(lambda n=count: self._read(n))  # type: ignore[misc]
-                # One stream read: a map in RESP3, a list of (stream, entries) pairs in RESP2.
                 batches = [
-                    [(entry_id, _as_dict(flat)) for entry_id, flat in entries]
-                    for entries in (
-                        reply.values() if isinstance(reply, dict) else (e for _, e in reply)
-                    )
+                    [(entry_id, field_dict(flat)) for entry_id, flat in entries]
+                    for _, entries in stream_replies(reply)
                 ]
             except Exception:  # the loop must outlive any reply: it is this agent's only reader
                 log.exception("read failed", agent=self.name)
@@ -200,12 +197,11 @@ class AgentConsumer:
                 self._dispatch(entries)
 
     async def _read(self, count: int) -> Any:
-        """XREADGROUP for new entries, blocking up to ``block_ms``; its raw reply (or [])."""
+        """XREADGROUP for new entries, blocking up to ``block_ms``; its raw reply."""
         args = ("XREADGROUP", "GROUP", self.group, self.consumer, "COUNT", count)
-        reply = await self._read_lane.execute(
+        return await self._read_lane.execute(
             *args, "BLOCK", self.settings.block_ms, "STREAMS", self.stream, ">"
         )
-        return reply or []
 
     def _free(self) -> int:
         """Slots neither in use nor promised (to the read in flight, to hand-off offers)."""
@@ -572,12 +568,6 @@ class AgentConsumer:
             m.TOKENS.labels(self.name, model, "out").inc(out.tokens_out)
         if out.cost_units:
             m.COST.labels(self.name, model).inc(out.cost_units)
-
-
-def _as_dict(flat: list[str] | None) -> dict[str, str]:
-    """An entry's fields as XREADGROUP sends them (``[field, value, ...]``); a deleted
-    entry's are nil."""
-    return dict(zip(flat[::2], flat[1::2], strict=True)) if flat else {}
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> bool:

@@ -25,6 +25,7 @@ import structlog
 
 from app.config import Settings
 from app.orchestration.scripts import Scripts, event_head
+from app.redis_lane import field_dict
 
 log = structlog.get_logger("agentic.worker")
 
@@ -290,6 +291,6 @@ def _entries(flat: list[Any]) -> list[Entry]:
     while at < len(flat):
         n = int(flat[at + 1])
         fields = flat[at + 2 : at + 2 + n]
-        entries.append((flat[at], dict(zip(fields[::2], fields[1::2], strict=True))))
+        entries.append((flat[at], field_dict(fields)))
         at += 2 + n
     return entries

@@ -103,7 +103,7 @@ def test_script_cost_reports_every_phase(redis_url: str) -> None:
 def test_a_celery_worker_slow_to_stop_is_killed_with_its_pool(tmp_path: Path) -> None:
     """Its warm shutdown once outlasted the harness's wait and the run's figures were lost;
     the prefork pool's children must not outlive it either."""
-    from app.bench.celery_side import stop_worker
+    from app.bench.stack import stop
 
     child = tmp_path / "child.pid"
     parent = subprocess.Popen(
@@ -112,7 +112,7 @@ def test_a_celery_worker_slow_to_stop_is_killed_with_its_pool(tmp_path: Path) ->
     )
     while not child.exists() or not child.read_text().strip():
         assert parent.poll() is None
-    stop_worker(parent, grace_s=0.5)  # TERM ignored by the parent: killed after the grace
+    stop(parent, grace_s=0.5, group=True)  # TERM ignored by the parent: killed after the grace
     assert parent.returncode is not None
     status = Path(f"/proc/{int(child.read_text())}/status")
     gone = not status.exists() or "\nState:\tZ" in status.read_text()

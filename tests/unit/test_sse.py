@@ -69,13 +69,14 @@ async def test_inbox_wakes_its_reader_and_survives_a_timed_out_wait() -> None:
 
 
 def test_raw_xread_replies_become_events_in_both_protocols() -> None:
-    from app.api.hub import _stream_replies, as_event_flat
+    from app.api.hub import as_event_flat
+    from app.redis_lane import stream_replies
 
     entries = [["1-0", ["type", "step_started", "data", "{}"]], ["1-1", ["data", "{}", "x", "y"]]]
     resp3 = {"p:task:t:events": entries}
     resp2 = [["p:task:t:events", entries]]
     for reply in (resp3, resp2):
-        ((stream, got),) = list(_stream_replies(reply))
+        ((stream, got),) = list(stream_replies(reply))
         assert stream == "p:task:t:events"
         # The scripts' layout is read in place; any other goes through a dict.
         assert [as_event_flat(i, f) for i, f in got] == [
