@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from app.bench.report import print_report, to_json
-from app.bench.run import Options, as_dict, quick, run_celery, run_ours
+from app.bench.run import Options, as_dict, quick, run
 
 
 def _counts(text: str) -> tuple[int, ...]:
@@ -46,6 +46,12 @@ def main(argv: list[str] | None = None) -> int:
         help="tasks in flight of the throughput sweep (default 1,4,16,64,128; --quick 1,8)",
     )
     parser.add_argument(
+        "--rounds",
+        type=int,
+        help="rounds of the headline figures, each the median of its rounds; with --compare,"
+        " the two systems take turns in each (default 3; --quick 1)",
+    )
+    parser.add_argument(
         "--durable", action="store_true", help="embedded Valkey with appendfsync always"
     )
     parser.add_argument(
@@ -63,11 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     opts.streams = args.streams or opts.streams
     opts.inflight = args.inflight or opts.inflight
     opts.durable = args.durable
-    url = os.environ.get("AGENTIC_REDIS_URL")
-    results = [run_ours(opts, url)]
-    if args.compare == "celery":
-        results.append(run_celery(opts, url))
-    figures = as_dict(results)
+    opts.compare_celery = args.compare == "celery"
+    if args.rounds is not None:
+        if args.rounds < 1:
+            parser.error(f"--rounds must be at least 1, not {args.rounds}")
+        opts.rounds = args.rounds
+    figures = as_dict(run(opts, os.environ.get("AGENTIC_REDIS_URL")))
     if args.json:
         sys.stdout.write(to_json(figures) + "\n")
     else:

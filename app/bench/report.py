@@ -31,7 +31,12 @@ def _fmt(value: Any) -> str:
 def print_report(figures: dict[str, dict[str, Any]], console: Console | None = None) -> None:
     console = console or Console()
     ours, celery = figures.get("agentic", {}), figures.get("celery")
-    table = Table(title="agentic bench — 4-step DAG, no-op agents, through the HTTP API")
+    title = "agentic bench — 4-step DAG, no-op agents, through the HTTP API"
+    rounds = len(ours.get("rounds", []))
+    if rounds > 1:
+        turns = ", the systems taking turns" if celery else ""
+        title += f"\n(each figure the median of {rounds} rounds{turns})"
+    table = Table(title=title)
     table.add_column("figure")
     table.add_column("agentic", justify="right")
     if celery:

@@ -1,19 +1,28 @@
 """Scenarios of ``agentic bench`` and the report they print.
 
 Each system's figures are a flat dict of numbers (the table ``print_report`` prints), plus
-``scale_out`` and ``inflight`` (lists of points), ``fanout``, and ``samples``: the raw
-end-to-end latencies in ms of the idle run (``idle_latency_ms``) and of the saturated run
-(``saturated_latency_ms``), which the latency CDF of ``app.bench.plots`` is drawn from.
+``scale_out`` and ``inflight`` (lists of points), ``fanout``, ``rounds`` (each round's own
+headline figures) and ``samples``: the raw end-to-end latencies in ms of the idle runs
+(``idle_latency_ms``) and of the saturated runs (``saturated_latency_ms``), which the latency
+CDF of ``app.bench.plots`` is drawn from.
+
+The headline figures (saturated burst, then idle run) are measured in ``Options.rounds``
+rounds, and with ``--compare celery`` the two systems take turns within each round, both
+stacks up all along (ours first in even rounds, Celery first in odd ones). These machines'
+speed drifts within minutes: measured one system after the other, a ratio partly compared two
+machines. Each headline figure is the median of its rounds; the samples are every round's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import re
+import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +47,7 @@ class Options:
     streams: int = 5000
     compare_celery: bool = False
     durable: bool = False
+    rounds: int = 3  # of the headline figures (see the module's docstring)
 
 
 @dataclass
@@ -55,6 +65,7 @@ def quick() -> Options:
         inflight=(1, 8),
         inflight_tasks=30,
         streams=200,
+        rounds=1,
     )
 
 
@@ -228,49 +239,40 @@ def fanout(stack: Stack, opts: Options) -> dict[str, Any]:
     return asyncio.run(_fanout(stack, opts.streams))
 
 
-def run_ours(opts: Options, redis_url: str | None) -> Results:
-    raise_fd_limit()
-    with valkey(redis_url, opts.durable) as url:
-        stack = Stack(url, env_extra={"AGENTIC_SSE_PING_S": "30"})
-        try:
-            server = probe.describe(url, embedded=redis_url is None)
-            stack.start_api()
-            stack.scale_workers(1)
-            figures = saturated(stack, opts)
-            quiet = idle(stack, opts)
-            figures.update(quiet, samples=figures["samples"] | quiet["samples"])
-            figures["inflight"] = inflight_sweep(stack, opts)
-            figures["scale_out"] = scale_out(stack, opts)
-            figures["fanout"] = fanout(stack, opts)
-            figures["server"] = server
-        finally:
-            stack.close()
-    return Results("agentic", figures)
+def headline(stack: Stack, opts: Options) -> dict[str, Any]:
+    """One round of our headline figures: the saturated burst, then the idle run."""
+    figures = saturated(stack, opts)
+    quiet = idle(stack, opts)
+    figures.update(quiet, samples=figures["samples"] | quiet["samples"])
+    return figures
 
 
-def run_celery(opts: Options, redis_url: str | None) -> Results:
-    with valkey(redis_url, durable=False) as url:
+class CelerySide:
+    """Celery's worker on its own server, up from :meth:`start` to :meth:`close`, so that its
+    rounds can take turns with ours."""
+
+    def __init__(self, url: str) -> None:
         import os
 
-        os.environ["BENCH_REDIS_URL"] = url
+        os.environ["BENCH_REDIS_URL"] = url  # read when celery_side is imported
         from app.bench import celery_side
 
-        worker = celery_side.start_worker(url)
-        try:
-            celery_side.burst(min(opts.tasks, 50))
-            before = probe.snapshot(url)
-            latencies, wall = celery_side.burst(opts.tasks)
-            after = probe.snapshot(url)
-            steps = STEPS_PER_TASK * len(latencies)
-            cmds, cpu_us = probe.per_step(before, after, steps)
-            idle_lat = celery_side.sequential(opts.idle_tasks)
-        finally:
-            # Its warm shutdown once outlasted 20 s here: killed then, with its pool.
-            stop(worker, group=True)
-            celery_side.release_results()
-    return Results(
-        "celery",
-        {
+        self.url = url
+        self.side = celery_side
+        self.worker: Any = None
+
+    def start(self, opts: Options) -> None:
+        self.worker = self.side.start_worker(self.url)
+        self.side.burst(min(opts.tasks, 50))  # warm up
+
+    def headline(self, opts: Options) -> dict[str, Any]:
+        before = probe.snapshot(self.url)
+        latencies, wall = self.side.burst(opts.tasks)
+        after = probe.snapshot(self.url)
+        steps = STEPS_PER_TASK * len(latencies)
+        cmds, cpu_us = probe.per_step(before, after, steps)
+        idle_lat = self.side.sequential(opts.idle_tasks)
+        return {
             "tasks": opts.tasks,
             "completed": len(latencies),
             "tasks_per_s": len(latencies) / wall,
@@ -279,11 +281,82 @@ def run_celery(opts: Options, redis_url: str | None) -> Results:
             "latency_p99_ms": client.percentile(latencies, 0.99) * 1000,
             "redis_commands_per_step": cmds,
             "redis_cpu_us_per_step": cpu_us,
+            "redis_ceiling_steps_per_s": 1e6 / cpu_us if cpu_us > 0 else float("nan"),
             "idle_p50_ms": client.percentile(idle_lat, 0.5) * 1000,
             "idle_p99_ms": client.percentile(idle_lat, 0.99) * 1000,
             "samples": {"saturated_latency_ms": ms(latencies), "idle_latency_ms": ms(idle_lat)},
-        },
-    )
+        }
+
+    def close(self) -> None:
+        if self.worker is not None:
+            # Its warm shutdown once outlasted 20 s here: killed then, with its pool.
+            stop(self.worker, group=True)
+            self.worker = None
+        self.side.release_results()
+
+
+def turns(round_no: int) -> tuple[str, str]:
+    """Who goes first in a round: we do in even rounds, Celery in odd ones, so that a drift
+    of the machine's speed across the rounds favours neither."""
+    return ("agentic", "celery") if round_no % 2 == 0 else ("celery", "agentic")
+
+
+def combine(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """One system's rounds as one set of figures: each number the median of its rounds,
+    ``tasks`` and ``completed`` summed, failures and samples
+    pooled, and each round's numbers kept under ``rounds``."""
+    out: dict[str, Any] = {}
+    for key, value in rounds[0].items():
+        values = [r[key] for r in rounds]
+        if key in ("tasks", "completed"):
+            out[key] = sum(values)
+        elif key == "samples":
+            out[key] = {name: [x for v in values for x in v[name]] for name in value}
+        elif isinstance(value, list):
+            out[key] = [x for v in values for x in v]
+        elif isinstance(value, int | float):
+            out[key] = statistics.median(values)
+        else:
+            out[key] = value
+    out["rounds"] = [{k: v for k, v in r.items() if isinstance(v, int | float)} for r in rounds]
+    return out
+
+
+def run(opts: Options, redis_url: str | None) -> list[Results]:
+    """Ours, and Celery's with ``opts.compare_celery``: the headline rounds taking turns, then
+    our in-flight sweep, scale-out and fan-out (Celery's worker stopped by then)."""
+    raise_fd_limit()
+    with contextlib.ExitStack() as up:
+        url = up.enter_context(valkey(redis_url, opts.durable))
+        stack = Stack(url, env_extra={"AGENTIC_SSE_PING_S": "30"})
+        up.callback(stack.close)
+        server = probe.describe(url, embedded=redis_url is None)
+        stack.start_api()
+        stack.scale_workers(1)
+        celery: CelerySide | None = None
+        if opts.compare_celery:
+            celery = CelerySide(up.enter_context(valkey(redis_url, durable=False)))
+            up.callback(celery.close)
+            celery.start(opts)
+        sides: dict[str, Callable[[], dict[str, Any]]] = {"agentic": lambda: headline(stack, opts)}
+        if celery is not None:
+            sides["celery"] = functools.partial(celery.headline, opts)
+        rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in sides}
+        for n in range(max(1, opts.rounds)):
+            for name in turns(n):
+                if name in sides:
+                    rounds[name].append(sides[name]())
+        if celery is not None:
+            celery.close()  # done: no process of its own competes with what follows
+        figures = combine(rounds["agentic"])
+        figures["inflight"] = inflight_sweep(stack, opts)
+        figures["scale_out"] = scale_out(stack, opts)
+        figures["fanout"] = fanout(stack, opts)
+        figures["server"] = server
+    results = [Results("agentic", figures)]
+    if "celery" in rounds:
+        results.append(Results("celery", combine(rounds["celery"])))
+    return results
 
 
 def as_dict(results: list[Results]) -> dict[str, Any]:

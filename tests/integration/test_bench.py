@@ -70,11 +70,15 @@ def test_bench_quick_reports_every_figure(redis_url: str, tmp_path: Path) -> Non
 
 
 def test_bench_compare_celery_runs_both_sides_and_exits_cleanly(redis_url: str) -> None:
-    done = bench(redis_url, "--compare", "celery", "--tasks", "40", "--streams", "20")
+    done = bench(
+        redis_url, "--compare", "celery", "--tasks", "40", "--streams", "20", "--rounds", "2"
+    )
     figures = orjson.loads(done.stdout)
     for system in ("agentic", "celery"):
         side = figures[system]
-        assert side["completed"] == side["tasks"] == 40, system
+        # Two rounds each (taking turns), every task of both completed.
+        assert side["completed"] == side["tasks"] == 80, system
+        assert len(side["rounds"]) == 2 and len(side["samples"]["saturated_latency_ms"]) == 80
         for key in ("steps_per_s", "idle_p50_ms", "redis_cpu_us_per_step"):
             assert side[key] > 0, (system, key)
     assert figures["celery"]["redis_commands_per_step"] > 0

@@ -1,0 +1,46 @@
+"""The headline rounds of ``agentic bench``: who goes first, and how rounds become figures."""
+
+from __future__ import annotations
+
+from app.bench.run import combine, turns
+
+
+def test_the_systems_take_turns_going_first() -> None:
+    assert [turns(n) for n in range(4)] == [
+        ("agentic", "celery"),
+        ("celery", "agentic"),
+        ("agentic", "celery"),
+        ("celery", "agentic"),
+    ]
+
+
+def round_(steps_per_s: float, cpu_us: float, failures: list[str]) -> dict[str, object]:
+    return {
+        "tasks": 10,
+        "completed": 10 - len(failures),
+        "failures": failures,
+        "steps_per_s": steps_per_s,
+        "redis_cpu_us_per_step": cpu_us,
+        "samples": {"idle_latency_ms": [steps_per_s / 1000], "saturated_latency_ms": [1.0, 2.0]},
+    }
+
+
+def test_each_figure_is_the_median_of_its_rounds() -> None:
+    out = combine([round_(5000, 70, []), round_(3000, 90, ["x"]), round_(4000, 60, [])])
+    assert out["steps_per_s"] == 4000 and out["redis_cpu_us_per_step"] == 70
+    # Counts add up, failures and samples are pooled: nothing a round saw is dropped.
+    assert (out["tasks"], out["completed"], out["failures"]) == (30, 29, ["x"])
+    assert out["samples"] == {
+        "idle_latency_ms": [5.0, 3.0, 4.0],
+        "saturated_latency_ms": [1.0, 2.0] * 3,
+    }
+    # Each round's own numbers stay in the figures, for a reader who wants the spread.
+    assert [r["steps_per_s"] for r in out["rounds"]] == [5000, 3000, 4000]
+    assert "samples" not in out["rounds"][0] and "failures" not in out["rounds"][0]
+
+
+def test_one_round_is_its_own_figures() -> None:
+    one = round_(5000, 70, [])
+    out = combine([one])
+    assert {k: out[k] for k in one} == one
+    assert len(out["rounds"]) == 1
