@@ -1,5 +1,6 @@
 """The same 4-step DAG on Celery (two parallel retrieves as a chord header, then analyze, then
-write), no-op tasks, Redis broker and result backend on the same server as ours.
+write), no-op tasks, Redis broker and result backend on a server like ours (its own embedded
+Valkey, or ``AGENTIC_REDIS_URL`` shared with ours).
 
 Needs ``pip install -e '.[bench]'``. The worker runs as ``celery -A app.bench.celery_side
 worker``; the broker URL comes from ``BENCH_REDIS_URL`` (db 0 broker, db 1 results, db 2 the
@@ -18,6 +19,9 @@ from urllib.parse import urlsplit
 
 import redis
 from celery import Celery, chain, chord, group
+
+from app.bench.stack import stop
+from app.lifetime import die_with_parent
 
 _url = urlsplit(os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379"))
 BASE = f"{_url.scheme}://{_url.netloc}"  # databases 0-2 are ours to choose
@@ -76,15 +80,24 @@ def start_worker(redis_url: str, concurrency: int = 2) -> subprocess.Popen[bytes
         "--without-mingle",
     ]
     # A session of its own: the prefork pool's children are stopped with it (stop(group=True)).
+    # And it gets SIGTERM if the bench dies, like our own processes (app.bench.stack).
     proc = subprocess.Popen(
-        args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        args,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        preexec_fn=die_with_parent,
     )
-    ping_deadline = time.monotonic() + 30
-    while time.monotonic() < ping_deadline:
-        if app.control.ping(timeout=0.5):
-            return proc
-    proc.kill()
-    raise RuntimeError("the Celery worker did not answer ping")
+    try:
+        ping_deadline = time.monotonic() + 30
+        while time.monotonic() < ping_deadline:
+            if app.control.ping(timeout=0.5):
+                return proc
+        raise RuntimeError("the Celery worker did not answer ping")
+    except BaseException:  # no answer, or Ctrl-C meanwhile: not left running, nor its pool
+        stop(proc, grace_s=0, group=True)
+        raise
 
 
 def burst(n: int) -> tuple[list[float], float]:
@@ -104,7 +117,8 @@ def burst(n: int) -> tuple[list[float], float]:
     return [done[t] - submitted[t] for t in done], wall
 
 
-def sequential(n: int) -> list[float]:
+def sequential(n: int, timeout_s: float = 60) -> list[float]:
+    """One DAG at a time; a DAG unfinished after ``timeout_s`` (a dead worker) fails the run."""
     MARKS.delete("done")
     out = []
     for k in range(n):
@@ -112,6 +126,8 @@ def sequential(n: int) -> list[float]:
         t = time.time()
         dag(tid).apply_async()
         while not MARKS.hexists("done", tid):
+            if time.time() - t > timeout_s:
+                raise RuntimeError(f"Celery did not finish a DAG in {timeout_s:.0f} s")
             time.sleep(0.0005)
         out.append(float(MARKS.hget("done", tid) or 0) - t)
     return out

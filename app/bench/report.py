@@ -60,8 +60,14 @@ def print_report(figures: dict[str, dict[str, Any]], console: Console | None = N
     done = f"{ours.get('completed')}/{ours.get('tasks')}"
     console.print(f"completed {done} tasks; failures: {failures or 'none'}")
     if "server" in ours:
-        both = " (both systems ran on it)" if celery else ""
-        console.print(f"server: {ours['server']}{both}")
+        where = ""
+        if celery:
+            where = (
+                " (both systems ran on it)"
+                if ours.get("shared_server")
+                else " (each system on one of its own)"
+            )
+        console.print(f"server: {ours['server']}{where}")
 
 
 def _ratio(ours: Any, theirs: Any, better: str) -> str:

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import functools
 import gc
+import math
 import re
 import statistics
 import time
@@ -116,7 +117,7 @@ def saturated(
         "latency_p99_ms": client.percentile(out.latencies_s, 0.99) * 1000,
         "redis_commands_per_step": cmds,
         "redis_cpu_us_per_step": cpu_us,
-        "redis_ceiling_steps_per_s": 1e6 / cpu_us if cpu_us > 0 else float("nan"),
+        "redis_ceiling_steps_per_s": ceiling(cpu_us),
         "samples": {"saturated_latency_ms": ms(out.latencies_s)},
     }
 
@@ -261,27 +262,33 @@ class CelerySide:
         self.side = celery_side
         self.worker: Any = None
 
-    def start(self, opts: Options) -> None:
+    def start(self) -> None:
         self.worker = self.side.start_worker(self.url)
-        self.side.burst(min(opts.tasks, 50))  # warm up
 
     def headline(self, opts: Options) -> dict[str, Any]:
+        """One round, warmed up as ours is (``saturated``): a short burst first."""
+        self.side.burst(min(opts.tasks, 50))
         before = probe.snapshot(self.url)
         latencies, wall = self.side.burst(opts.tasks)
         after = probe.snapshot(self.url)
         steps = STEPS_PER_TASK * len(latencies)
         cmds, cpu_us = probe.per_step(before, after, steps)
         idle_lat = self.side.sequential(opts.idle_tasks)
+        # Its canvas keeps each result subscribed until fetched; released now, they do not
+        # weigh on this process (the load generator) while our next round runs.
+        self.side.release_results()
+        gc.collect()
         return {
             "tasks": opts.tasks,
             "completed": len(latencies),
+            "failures": [],
             "tasks_per_s": len(latencies) / wall,
             "steps_per_s": steps / wall,
             "latency_p50_ms": client.percentile(latencies, 0.5) * 1000,
             "latency_p99_ms": client.percentile(latencies, 0.99) * 1000,
             "redis_commands_per_step": cmds,
             "redis_cpu_us_per_step": cpu_us,
-            "redis_ceiling_steps_per_s": 1e6 / cpu_us if cpu_us > 0 else float("nan"),
+            "redis_ceiling_steps_per_s": ceiling(cpu_us),
             "idle_p50_ms": client.percentile(idle_lat, 0.5) * 1000,
             "idle_p99_ms": client.percentile(idle_lat, 0.99) * 1000,
             "samples": {"saturated_latency_ms": ms(latencies), "idle_latency_ms": ms(idle_lat)},
@@ -296,15 +303,23 @@ class CelerySide:
 
 
 def turns(round_no: int) -> tuple[str, str]:
-    """Who goes first in a round: we do in even rounds, Celery in odd ones, so that a drift
-    of the machine's speed across the rounds favours neither."""
+    """Who goes first in a round: we do in even rounds (counting from 0), Celery in odd ones,
+    so that a drift of the machine's speed across the rounds favours neither (exactly so for
+    an even number of rounds; with the default three, we go first once more)."""
     return ("agentic", "celery") if round_no % 2 == 0 else ("celery", "agentic")
 
 
+def ceiling(cpu_us: float) -> float:
+    """The single-Redis ceiling: steps/s at 100 % of one core at this CPU per step."""
+    return 1e6 / cpu_us if cpu_us > 0 else float("nan")
+
+
 def combine(rounds: list[dict[str, Any]]) -> dict[str, Any]:
-    """One system's rounds as one set of figures: each number the median of its rounds,
-    ``tasks`` and ``completed`` summed, failures and samples
-    pooled, and each round's numbers kept under ``rounds``."""
+    """One system's rounds as one set of figures: each number the median of its rounds (so
+    two rows of the table may come from different rounds; NaN if a round has none),
+    ``tasks`` and ``completed`` summed, failures and samples pooled, and each round's numbers
+    (with its count of failures) kept under ``rounds``. The ceiling follows from the median
+    CPU per step."""
     out: dict[str, Any] = {}
     for key, value in rounds[0].items():
         values = [r[key] for r in rounds]
@@ -315,10 +330,21 @@ def combine(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         elif isinstance(value, list):
             out[key] = [x for v in values for x in v]
         elif isinstance(value, int | float):
-            out[key] = statistics.median(values)
+            # A round that measured nothing is NaN; sorted with other numbers it would land
+            # anywhere, and the median with it.
+            nan = any(math.isnan(v) for v in values)
+            out[key] = float("nan") if nan else statistics.median(values)
         else:
             out[key] = value
-    out["rounds"] = [{k: v for k, v in r.items() if isinstance(v, int | float)} for r in rounds]
+    if "redis_cpu_us_per_step" in out:
+        out["redis_ceiling_steps_per_s"] = ceiling(out["redis_cpu_us_per_step"])
+    out["rounds"] = [
+        {
+            **{k: v for k, v in r.items() if isinstance(v, int | float)},
+            "failures": len(r.get("failures", [])) + len(r.get("idle_failures", [])),
+        }
+        for r in rounds
+    ]
     return out
 
 
@@ -333,26 +359,25 @@ def run(opts: Options, redis_url: str | None) -> list[Results]:
         server = probe.describe(url, embedded=redis_url is None)
         stack.start_api()
         stack.scale_workers(1)
-        celery: CelerySide | None = None
-        if opts.compare_celery:
-            celery = CelerySide(up.enter_context(valkey(redis_url, durable=False)))
-            up.callback(celery.close)
-            celery.start(opts)
         sides: dict[str, Callable[[], dict[str, Any]]] = {"agentic": lambda: headline(stack, opts)}
-        if celery is not None:
-            sides["celery"] = functools.partial(celery.headline, opts)
-        rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in sides}
-        for n in range(max(1, opts.rounds)):
-            for name in turns(n):
-                if name in sides:
-                    rounds[name].append(sides[name]())
-        if celery is not None:
-            celery.close()  # done: no process of its own competes with what follows
+        rounds: dict[str, list[dict[str, Any]]] = {}
+        with contextlib.ExitStack() as theirs:  # Celery's worker and server, up for the rounds
+            if opts.compare_celery:
+                celery = CelerySide(theirs.enter_context(valkey(redis_url, opts.durable)))
+                theirs.callback(celery.close)
+                celery.start()
+                sides["celery"] = functools.partial(celery.headline, opts)
+            rounds = {name: [] for name in sides}
+            for n in range(max(1, opts.rounds)):
+                for name in turns(n):
+                    if name in sides:
+                        rounds[name].append(sides[name]())
         figures = combine(rounds["agentic"])
         figures["inflight"] = inflight_sweep(stack, opts)
         figures["scale_out"] = scale_out(stack, opts)
         figures["fanout"] = fanout(stack, opts)
         figures["server"] = server
+        figures["shared_server"] = bool(redis_url)  # with Celery's, when it ran
     results = [Results("agentic", figures)]
     if "celery" in rounds:
         results.append(Results("celery", combine(rounds["celery"])))

@@ -16,15 +16,19 @@ from tests.integration.procs import ROOT
 pytestmark = pytest.mark.integration
 
 
-def bench(redis_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """``agentic bench --quick --json ARGS`` against the test server; it must succeed."""
+def bench(redis_url: str | None, *args: str) -> subprocess.CompletedProcess[str]:
+    """``agentic bench --quick --json ARGS`` against the test server (None: on embedded
+    servers of its own, as a user runs it); it must succeed."""
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+    if redis_url is not None:
+        env["AGENTIC_REDIS_URL"] = redis_url
     done = subprocess.run(
         [sys.executable, "-m", "app.cli", "bench", "--quick", "--json", *args],
         capture_output=True,
         text=True,
         timeout=300,
         cwd=ROOT,
-        env={"PATH": "/usr/bin:/bin", "AGENTIC_REDIS_URL": redis_url, "PYTHONPATH": str(ROOT)},
+        env=env,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     return done
@@ -69,11 +73,11 @@ def test_bench_quick_reports_every_figure(redis_url: str, tmp_path: Path) -> Non
     assert all(f"plot: {p}" in done.stderr for p in plots)
 
 
-def test_bench_compare_celery_runs_both_sides_and_exits_cleanly(redis_url: str) -> None:
-    done = bench(
-        redis_url, "--compare", "celery", "--tasks", "40", "--streams", "20", "--rounds", "2"
-    )
+def test_bench_compare_celery_runs_both_sides_and_exits_cleanly() -> None:
+    """As a user runs it: no server given, so each system gets an embedded one of its own."""
+    done = bench(None, "--compare", "celery", "--tasks", "40", "--streams", "20", "--rounds", "2")
     figures = orjson.loads(done.stdout)
+    assert figures["agentic"]["shared_server"] is False
     for system in ("agentic", "celery"):
         side = figures[system]
         # Two rounds each (taking turns), every task of both completed.

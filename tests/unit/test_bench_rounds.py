@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
+import pytest
+
 from app.bench.run import combine, turns
 
 
@@ -21,6 +25,7 @@ def round_(steps_per_s: float, cpu_us: float, failures: list[str]) -> dict[str, 
         "failures": failures,
         "steps_per_s": steps_per_s,
         "redis_cpu_us_per_step": cpu_us,
+        "redis_ceiling_steps_per_s": 1e6 / cpu_us,
         "samples": {"idle_latency_ms": [steps_per_s / 1000], "saturated_latency_ms": [1.0, 2.0]},
     }
 
@@ -34,9 +39,30 @@ def test_each_figure_is_the_median_of_its_rounds() -> None:
         "idle_latency_ms": [5.0, 3.0, 4.0],
         "saturated_latency_ms": [1.0, 2.0] * 3,
     }
-    # Each round's own numbers stay in the figures, for a reader who wants the spread.
+    # Each round's own numbers stay in the figures, for a reader who wants the spread, with
+    # how many failures each round had.
     assert [r["steps_per_s"] for r in out["rounds"]] == [5000, 3000, 4000]
-    assert "samples" not in out["rounds"][0] and "failures" not in out["rounds"][0]
+    assert [r["failures"] for r in out["rounds"]] == [0, 1, 0]
+    assert "samples" not in out["rounds"][0]
+
+
+def test_the_ceiling_follows_from_the_median_cpu_not_from_its_own_median() -> None:
+    """With an even count, a median is the mean of the two middle rounds, and the mean of two
+    ceilings is not the ceiling of the mean CPU."""
+    out = combine([round_(5000, 50, []), round_(4000, 100, [])])
+    assert out["redis_cpu_us_per_step"] == 75
+    assert out["redis_ceiling_steps_per_s"] == 1e6 / 75
+
+
+@pytest.mark.parametrize("where", [0, 1, 2])
+def test_a_round_that_measured_nothing_makes_its_figure_nan_wherever_it_is(where: int) -> None:
+    """NaN sorts anywhere: a median taken with it would be a plausible number or NaN
+    depending on which round broke."""
+    rounds = [round_(5000, 70, []), round_(3000, 90, []), round_(4000, 60, [])]
+    rounds[where]["steps_per_s"] = math.nan
+    out = combine(rounds)
+    assert math.isnan(out["steps_per_s"])
+    assert out["redis_cpu_us_per_step"] == 70  # the other figures are unaffected
 
 
 def test_one_round_is_its_own_figures() -> None:

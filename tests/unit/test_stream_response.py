@@ -17,10 +17,11 @@ LIVE = hint(1000, "live")
 
 
 async def run_stream(
-    events: list[Any], running_after_failure: bool = False
+    events: list[Any], running_after_failure: bool = False, later: list[Any] | None = None
 ) -> tuple[list[dict[str, Any]], int]:
-    """The ASGI messages a stream sends for ``events`` queued before it starts (None: the
-    end marker), and how often it asked whether the task still runs."""
+    """The ASGI messages a stream sends for ``events`` queued before it starts and ``later``
+    ones queued once it waits (None: the end marker), and how often it asked whether the task
+    still runs."""
     redis = Redis()  # never connected: the stream's hub only forgets the subscription
     hub = EventHub(redis, redis, Keys("t"))
     sub = Subscription("task-1", "0-0")
@@ -43,7 +44,14 @@ async def run_stream(
         return {"type": "http.disconnect"}
 
     stream = LiveStream(hub, sub, 1000, still_running)
-    await asyncio.wait_for(stream({"type": "http"}, receive, send), timeout=5)
+    running = asyncio.create_task(stream({"type": "http"}, receive, send))
+    for _ in range(5):
+        await asyncio.sleep(0)  # the stream waits on its queue by now
+    if later:  # it waits with its headers out, and nothing else
+        assert [m["type"] for m in sent] == ["http.response.start"]
+    for event in later or []:
+        sub.queue.put_nowait(event)
+    await asyncio.wait_for(running, timeout=5)
     await redis.aclose()
     return sent, asked
 
@@ -81,3 +89,10 @@ async def test_a_failed_task_is_asked_about_before_its_stream_ends() -> None:
     sent, asked = await run_stream([FAILED, later], running_after_failure=True)
     assert bodies(sent) == [(LIVE + frame(*FAILED), True), (frame(*later), False)]
     assert asked == 1
+
+
+async def test_a_stream_that_waits_for_its_first_event_sends_the_hint_with_it() -> None:
+    """Nothing to catch up on: the headers go out at once, the hint with the first event."""
+    sent, _ = await run_stream([], later=[STARTED, COMPLETED])
+    assert sent[0]["type"] == "http.response.start"
+    assert bodies(sent) == [(LIVE + frame(*STARTED) + frame(*COMPLETED), False)]
