@@ -35,7 +35,8 @@ def print_report(figures: dict[str, dict[str, Any]], console: Console | None = N
     rounds = len(ours.get("rounds", []))
     if rounds > 1:
         turns = ", the systems taking turns" if celery else ""
-        title += f"\n(each figure the median of {rounds} rounds{turns})"
+        title += f"\n(each figure the median of {rounds} rounds{turns}"
+        title += "; each ratio the median of the rounds' ratios)" if celery else ")"
     table = Table(title=title)
     table.add_column("figure")
     table.add_column("agentic", justify="right")
@@ -49,7 +50,10 @@ def print_report(figures: dict[str, dict[str, Any]], console: Console | None = N
         if celery:
             theirs = celery.get(key)
             row.append(_fmt(theirs) if theirs is not None else "-")
-            row.append(_ratio(ours[key], theirs, better))
+            # The median of the rounds' own ratios when the systems took turns (paired_ratios),
+            # else the ratio of the two figures.
+            paired = ours.get("vs_celery", {}).get(key)
+            row.append(_ratio(ours[key], theirs, better, paired))
         table.add_row(*row)
     console.print(table)
     _print_inflight(console, ours.get("inflight", []))
@@ -70,10 +74,15 @@ def print_report(figures: dict[str, dict[str, Any]], console: Console | None = N
         console.print(f"server: {ours['server']}{where}")
 
 
-def _ratio(ours: Any, theirs: Any, better: str) -> str:
-    if not isinstance(ours, int | float) or not isinstance(theirs, int | float) or not theirs:
+def _ratio(ours: Any, theirs: Any, better: str, paired: float | None = None) -> str:
+    if paired is not None:
+        ratio = paired
+        if math.isnan(ratio):
+            return "-"
+    elif not isinstance(ours, int | float) or not isinstance(theirs, int | float) or not theirs:
         return "-"
-    ratio = ours / theirs
+    else:
+        ratio = ours / theirs
     return f"{ratio:.2f}x ({'better' if (ratio > 1) == (better == 'higher') else 'worse'})"
 
 

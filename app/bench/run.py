@@ -348,6 +348,25 @@ def combine(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def paired_ratios(ours: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> dict[str, float]:
+    """Ours over theirs for each number both rounds have: the median of the rounds' own
+    ratios. The two systems of a round ran minutes apart at most, so a slow stretch of the
+    machine weighs on both sides of a round's ratio; a ratio of the two medians would pair a
+    round of ours with another round of theirs."""
+    out: dict[str, float] = {}
+    for key, value in ours[0].items():
+        if not isinstance(value, int | float) or key in ("tasks", "completed"):
+            continue
+        pairs = [(a.get(key), b.get(key)) for a, b in zip(ours, theirs, strict=True)]
+        ratios = [
+            a / b if isinstance(a, int | float) and isinstance(b, int | float) and b else math.nan
+            for a, b in pairs
+        ]
+        if all(isinstance(b, int | float) for _, b in pairs):
+            out[key] = math.nan if any(math.isnan(r) for r in ratios) else statistics.median(ratios)
+    return out
+
+
 def run(opts: Options, redis_url: str | None) -> list[Results]:
     """Ours, and Celery's with ``opts.compare_celery``: the headline rounds taking turns, then
     our in-flight sweep, scale-out and fan-out (Celery's worker stopped by then)."""
@@ -378,6 +397,8 @@ def run(opts: Options, redis_url: str | None) -> list[Results]:
         figures["fanout"] = fanout(stack, opts)
         figures["server"] = server
         figures["shared_server"] = bool(redis_url)  # with Celery's, when it ran
+    if "celery" in rounds:
+        figures["vs_celery"] = paired_ratios(rounds["agentic"], rounds["celery"])
     results = [Results("agentic", figures)]
     if "celery" in rounds:
         results.append(Results("celery", combine(rounds["celery"])))

@@ -78,6 +78,9 @@ def test_bench_compare_celery_runs_both_sides_and_exits_cleanly() -> None:
     done = bench(None, "--compare", "celery", "--tasks", "40", "--streams", "20", "--rounds", "2")
     figures = orjson.loads(done.stdout)
     assert figures["agentic"]["shared_server"] is False
+    # Each ratio is taken round by round (the systems took turns), then the median.
+    vs = figures["agentic"]["vs_celery"]
+    assert vs["steps_per_s"] > 0 and vs["redis_cpu_us_per_step"] > 0 and vs["idle_p50_ms"] > 0
     for system in ("agentic", "celery"):
         side = figures[system]
         # Two rounds each (taking turns), every task of both completed.

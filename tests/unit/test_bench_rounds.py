@@ -5,8 +5,10 @@ from __future__ import annotations
 import math
 
 import pytest
+from rich.console import Console
 
-from app.bench.run import combine, turns
+from app.bench.report import print_report
+from app.bench.run import combine, paired_ratios, turns
 
 
 def test_the_systems_take_turns_going_first() -> None:
@@ -70,3 +72,37 @@ def test_one_round_is_its_own_figures() -> None:
     out = combine([one])
     assert {k: out[k] for k in one} == one
     assert len(out["rounds"]) == 1
+
+
+def test_a_ratio_pairs_each_round_of_ours_with_the_same_round_of_theirs() -> None:
+    """The systems of a round ran minutes apart at most: a slow stretch of the machine that
+    doubles both sides of one round leaves that round's ratio alone, where the ratio of the
+    two medians would pair rounds run at different speeds."""
+    ours = [round_(5000, 60, []), round_(5000, 120, []), round_(5000, 66, [])]
+    theirs = [round_(700, 330, []), round_(700, 660, []), round_(700, 300, [])]
+    ratios = paired_ratios(ours, theirs)
+    assert ratios["redis_cpu_us_per_step"] == 60 / 330  # rounds' ratios: 0.182, 0.182, 0.22
+    assert combine(ours)["redis_cpu_us_per_step"] / combine(theirs)["redis_cpu_us_per_step"] == (
+        66 / 330
+    )  # what the medians alone would have said
+    assert ratios["steps_per_s"] == 5000 / 700
+    assert "tasks" not in ratios and "failures" not in ratios and "samples" not in ratios
+
+
+def test_a_ratio_with_a_round_that_measured_nothing_is_nan() -> None:
+    ours = [round_(5000, 60, []), round_(5000, 70, [])]
+    theirs = [round_(700, 330, []), round_(700, 340, [])]
+    theirs[1]["redis_cpu_us_per_step"] = 0.0  # nothing to divide by
+    assert math.isnan(paired_ratios(ours, theirs)["redis_cpu_us_per_step"])
+
+
+def test_the_report_prints_the_paired_ratio_and_says_so() -> None:
+    ours = combine([round_(5000, 60, []), round_(5000, 120, []), round_(5000, 66, [])])
+    theirs = combine([round_(700, 330, []), round_(700, 660, []), round_(700, 300, [])])
+    ours["vs_celery"] = {"redis_cpu_us_per_step": 60 / 330}
+    console = Console(record=True, width=200)
+    print_report({"agentic": ours, "celery": theirs}, console)
+    text = console.export_text()
+    assert "each ratio the median of the rounds' ratios" in " ".join(text.split())  # wrapped
+    row = next(line for line in text.splitlines() if "Redis CPU per step" in line)
+    assert "0.18x (better)" in row  # the paired ratio, not 66 / 330 = 0.20x
