@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         "--rounds",
         type=int,
         help="rounds of the headline figures, each the median of its rounds; with --compare,"
-        " the two systems take turns in each (default 3; --quick 1)",
+        " the two systems take turns in each (default 4; --quick 1)",
     )
     parser.add_argument(
         "--durable", action="store_true", help="embedded Valkey with appendfsync always"
