@@ -34,6 +34,7 @@ from app.bench import client, probe
 from app.bench.stack import Stack, raise_fd_limit, rss_kib, stop
 
 STEPS_PER_TASK = 4
+COUNTS = ("tasks", "completed")  # summed over a system's rounds, never a median or a ratio
 SAMPLE_DECIMALS = 3  # latency samples are kept in ms to the µs
 
 
@@ -323,17 +324,14 @@ def combine(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in rounds[0].items():
         values = [r[key] for r in rounds]
-        if key in ("tasks", "completed"):
+        if key in COUNTS:
             out[key] = sum(values)
         elif key == "samples":
             out[key] = {name: [x for v in values for x in v[name]] for name in value}
         elif isinstance(value, list):
             out[key] = [x for v in values for x in v]
         elif isinstance(value, int | float):
-            # A round that measured nothing is NaN; sorted with other numbers it would land
-            # anywhere, and the median with it.
-            nan = any(math.isnan(v) for v in values)
-            out[key] = float("nan") if nan else statistics.median(values)
+            out[key] = _median(values)
         else:
             out[key] = value
     if "redis_cpu_us_per_step" in out:
@@ -355,16 +353,18 @@ def paired_ratios(ours: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> d
     round of ours with another round of theirs."""
     out: dict[str, float] = {}
     for key, value in ours[0].items():
-        if not isinstance(value, int | float) or key in ("tasks", "completed"):
+        if key in COUNTS or not isinstance(value, int | float):
             continue
-        pairs = [(a.get(key), b.get(key)) for a, b in zip(ours, theirs, strict=True)]
-        ratios = [
-            a / b if isinstance(a, int | float) and isinstance(b, int | float) and b else math.nan
-            for a, b in pairs
-        ]
-        if all(isinstance(b, int | float) for _, b in pairs):
-            out[key] = math.nan if any(math.isnan(r) for r in ratios) else statistics.median(ratios)
+        if all(isinstance(b.get(key), int | float) for b in theirs):
+            pairs = zip(ours, theirs, strict=True)
+            out[key] = _median([a[key] / b[key] if b[key] else math.nan for a, b in pairs])
     return out
+
+
+def _median(values: list[float]) -> float:
+    """The median, or NaN if a round measured nothing: sorted with other numbers, a NaN would
+    land anywhere, and the median with it."""
+    return math.nan if any(math.isnan(v) for v in values) else statistics.median(values)
 
 
 def run(opts: Options, redis_url: str | None) -> list[Results]:
@@ -397,12 +397,10 @@ def run(opts: Options, redis_url: str | None) -> list[Results]:
         figures["fanout"] = fanout(stack, opts)
         figures["server"] = server
         figures["shared_server"] = bool(redis_url)  # with Celery's, when it ran
-    if "celery" in rounds:
-        figures["vs_celery"] = paired_ratios(rounds["agentic"], rounds["celery"])
-    results = [Results("agentic", figures)]
-    if "celery" in rounds:
-        results.append(Results("celery", combine(rounds["celery"])))
-    return results
+    if "celery" not in rounds:
+        return [Results("agentic", figures)]
+    figures["vs_celery"] = paired_ratios(rounds["agentic"], rounds["celery"])
+    return [Results("agentic", figures), Results("celery", combine(rounds["celery"]))]
 
 
 def as_dict(results: list[Results]) -> dict[str, Any]:
