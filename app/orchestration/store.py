@@ -29,6 +29,8 @@ from app.orchestration.group_commit import GroupCommit
 from app.orchestration.scripts import Scripts, event_head, event_json
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from redis.asyncio import Redis
 
     from app.redis_lane import Lane
@@ -267,11 +269,29 @@ class TaskStore:
         )
 
 
+#: What ``<step>|run`` holds, in order (complete.lua writes it when the step completes): the
+#: completed attempt's figures, and for a step that ran unclaimed (kind ``f``) the last three
+#: too; a claimed step's start, queue wait and runs are fields of their own (start.lua's).
+RUN_FIELDS = ("finished_ms", "run_ms", "cost", "tin", "tout", "started_ms", "queue_wait_ms", "runs")
+
+
+def step_field(fields: dict[str, str], sid: str) -> Callable[[str], str | None]:
+    """The step's fields by name, from its ``run`` where that holds them. A step that an older
+    release recorded has them as fields of their own, and so does one still running."""
+    run = fields.get(f"{sid}|run")
+    packed = dict(zip(RUN_FIELDS, run.split(","), strict=False)) if run else {}
+
+    def f(name: str) -> str | None:
+        value = packed.get(name)
+        return value if value is not None else fields.get(f"{sid}|{name}")
+
+    return f
+
+
 def _step_public(
     fields: dict[str, str], sid: str, instr: str, deps: list[str], with_result: bool
 ) -> StepPublic:
-    def f(name: str) -> str | None:
-        return fields.get(f"{sid}|{name}")
+    f = step_field(fields, sid)
 
     raw = fields.get(f"{sid}|result") if with_result else None
     result: dict[str, Any] | None = orjson.loads(raw) if raw else None
@@ -291,8 +311,7 @@ def _step_public(
 
 
 def _step_metrics(fields: dict[str, str], sid: str) -> StepMetrics:
-    def f(name: str) -> str | None:
-        return fields.get(f"{sid}|{name}")
+    f = step_field(fields, sid)
 
     return StepMetrics(
         step_id=sid,

@@ -15,7 +15,7 @@ from app.errors import TaskConflict
 from app.models import Plan, PlanStep
 from app.orchestration import telemetry
 from app.orchestration.recorder import Outcome
-from app.orchestration.store import submission
+from app.orchestration.store import RUN_FIELDS, step_field, submission
 from tests.integration.harness import BENCH_PLAN, Harness, ScriptedAgent, agents
 
 pytestmark = pytest.mark.integration
@@ -274,7 +274,10 @@ async def test_unclaimed_outcome_is_fenced_on_its_carrier_entry(harness: Harness
     assert [e["type"] for e in events] == ["step_started", "step_completed"]
     assert events[0]["attempt"] == events[1]["attempt"] == 1
     fields = await harness.redis.hgetall(harness.keys.task(task_id))
-    assert fields["retrieve_1|state"] == "completed" and fields["retrieve_1|runs"] == "1"
+    assert (
+        fields["retrieve_1|state"] == "completed"
+        and step_field(fields, "retrieve_1")("runs") == "1"
+    )
     assert fields["retrieve_2|state"] == "running"
 
 
@@ -399,7 +402,8 @@ async def test_a_record_that_fails_midway_keeps_the_others_and_drops_its_own(
         await complete(harness, *done("retrieve_1"), *broken)
     fields = await harness.redis.hgetall(harness.keys.task(task_id))
     assert (fields["retrieve_1|state"], fields["n_done"]) == ("completed", "1")
-    assert fields["retrieve_2|state"] == "queued" and "retrieve_2|started_ms" not in fields
+    assert fields["retrieve_2|state"] == "queued"
+    assert "retrieve_2|run" not in fields and "retrieve_2|started_ms" not in fields
     assert (await harness.redis.xpending(stream, "retriever"))["pending"] == 1
     replay = done("retrieve_2")
     replay[12] = entry
@@ -445,6 +449,49 @@ async def test_recorded_events_carry_every_field_clients_read(harness: Harness) 
     }
     assert (done_1["summary"], done_1["run_ms"], done_1["cost_units"]) == ("ok é", 7, 0.25)
     assert (done_2["summary"], done_2["run_ms"], done_2["cost_units"]) == ("fine", 5, 1.0)
+
+
+async def test_a_completed_steps_figures_read_back(harness: Harness) -> None:
+    """A completed attempt's figures sit in one ``run`` field (complete.lua): the metrics and
+    the task read them back, for a step that ran unclaimed (kind 'f', whose start, queue wait
+    and runs are in it too) and for a claimed one (start.lua's fields). A step recorded by an
+    earlier release, with a field of its own for each figure, reads the same."""
+    task_id = await harness.store.submit("x", BENCH_PLAN)
+    scripts, p = harness.store.scripts, harness.keys.prefix
+    ((entry, _),) = await harness.redis.xrange(harness.keys.agent_stream("retriever"))
+    await scripts.call("start", p, task_id, 3, harness.settings.task_ttl_s, entry, "retrieve_2")
+    retrieved = partial(Outcome, agent="retriever", task_id=task_id, attempt=1,
+                        result_json=b"{}", text="")  # fmt: skip
+    unclaimed = retrieved("f", step_id="retrieve_1", entry=entry, summary="a", run_ms=7,
+                          cost_units=0.25, tokens_in=3, tokens_out=4)  # fmt: skip
+    claimed = retrieved("c", step_id="retrieve_2", entry="", summary="b", run_ms=5,
+                        cost_units=1.5, tokens_in=10, tokens_out=20)  # fmt: skip
+    assert await complete(harness, *unclaimed.args(), *claimed.args()) == [1, 1]
+    key = harness.keys.task(task_id)
+    fields = await harness.redis.hgetall(key)
+    assert len(fields["retrieve_1|run"].split(",")) == len(RUN_FIELDS)
+    assert len(fields["retrieve_2|run"].split(",")) == 5  # start.lua's three are fields
+    events = {(e["type"], e["step_id"]): e for e in await harness.events(task_id) if "step_id" in e}
+    metrics = {s.step_id: s for s in (await harness.store.metrics(task_id)).steps}
+    steps = {s.id: s for s in (await harness.store.get(task_id)).steps}
+    for sid, run_ms, cost, tin, tout in (
+        ("retrieve_1", 7, 0.25, 3, 4),
+        ("retrieve_2", 5, 1.5, 10, 20),
+    ):
+        m, s = metrics[sid], steps[sid]
+        assert (m.state, m.attempts, m.run_ms, m.cost_units) == ("completed", 1, run_ms, cost)
+        assert (m.tokens_in, m.tokens_out) == (tin, tout) and m.queue_wait_ms is not None
+        assert s.started_at_ms == events[("step_started", sid)]["ts"]
+        assert s.finished_at_ms == events[("step_completed", sid)]["ts"]
+    task = await harness.store.metrics(task_id)
+    assert (task.attempts_total, task.run_ms_total, task.tokens_in) == (2, 12, 13)
+
+    # The same figures as an earlier release wrote them: a field each, no ``run``.
+    old = dict(zip(RUN_FIELDS, fields["retrieve_1|run"].split(","), strict=True))
+    await harness.redis.hdel(key, "retrieve_1|run")
+    await harness.redis.hset(key, mapping={f"retrieve_1|{k}": v for k, v in old.items()})
+    assert (await harness.store.metrics(task_id)).steps[0] == metrics["retrieve_1"]
+    assert (await harness.store.get(task_id)).steps[0] == steps["retrieve_1"]
 
 
 async def test_stale_attempt_cannot_overwrite_a_result(harness: Harness) -> None:

@@ -48,6 +48,24 @@ local function split(s)
   return out
 end
 
+-- A number as the text that a field or an event holds. Lua formats a number with sprintf
+-- ("%.14g"), ~2,700 instructions, and a task's steps wrote some twenty: the small counts
+-- (attempts, counters, a no-op step's zero cost) are kept in a table, filled as they come (the
+-- library's top level, which runs at load, has no tostring), and so is the last other number
+-- (a call's time, written in many fields and events).
+local INTS, LAST, LAST_TEXT = {}, nil, nil
+local function str(n)
+  local s = INTS[n]
+  if s then return s end
+  if n >= 0 and n < 1024 and n % 1 == 0 then
+    s = tostring(n)
+    INTS[n] = s
+    return s
+  end
+  if n ~= LAST then LAST, LAST_TEXT = n, tostring(n) end
+  return LAST_TEXT
+end
+
 -- tonumber for a number the script read or was given as text: most are '0' (a no-op step's
 -- cost and tokens, a new task's totals), and tonumber on a string was ~0.4 µs.
 local function num(s)
@@ -142,7 +160,7 @@ local function enqueue(task_id, tk, sids, ts, w, spent, known, announce)
     if by_agent[step.agent] == nil then by_agent[step.agent] = {}; order[#order + 1] = step.agent end
     table.insert(by_agent[step.agent], step)
   end
-  local head = '{"u":' .. cjson.encode(user_input or '') .. ',"k":' .. (spent or 0) .. ',"s":{'
+  local head = '{"u":' .. cjson.encode(user_input or '') .. ',"k":' .. str(spent or 0) .. ',"s":{'
   for _, agent in ipairs(order) do
     local batch, ids, specs = by_agent[agent], {}, {}
     for j, step in ipairs(batch) do
@@ -161,7 +179,7 @@ local function enqueue(task_id, tk, sids, ts, w, spent, known, announce)
     QUEUED[agent] = (QUEUED[agent] or 0) + 1
     for _, step in ipairs(batch) do
       put(w, step.sid .. '|state', 'queued')
-      put(w, step.sid .. '|queued_ms', ts)
+      put(w, step.sid .. '|queued_ms', str(ts))
       put(w, step.sid .. '|entry', entry)
       queued[#queued + 1] = {sid = step.sid, agent = agent, attempt = step.attempt}
       if announce then

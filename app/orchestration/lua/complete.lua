@@ -22,7 +22,7 @@
 -- entry its id, its count of field names and values, and those}.
 local RECORD = 16
 -- The call's own state, set at its start (below "per call"); the helpers read it.
-local ttl, max_tokens, max_cost, ts, acks, ack_order
+local ttl, ttl_text, max_tokens, max_cost, ts, ts_text, acks, ack_order
 
 local function ack_later(agent, entry)
   if entry == nil or entry == '' then return end
@@ -47,8 +47,7 @@ local T_STATE, T_DONE, T_STEPS, T_COST, T_TIN, T_TOUT, T_CREATED, T_SINKS = 1, 2
 local STEP_READ = {'state', 'attempt', 'sink', 'dependents', 'error', 'entry', 'queued_ms',
                    'queue_wait_ms', 'runs'}
 local DEP_READ = {'deps_left', 'agent', 'attempt', 'instr', 'deps', 'dependents'}
-local STEP_WRITE = {'state', 'error', 'queued_ms', 'queue_wait_ms', 'runs', 'started_ms', 'result',
-                    'finished_ms', 'run_ms', 'cost', 'tin', 'tout', 'text'}
+local STEP_WRITE = {'state', 'error', 'result', 'run', 'text'}
 
 -- A step's field names, built once per step id and kept from call to call (the library
 -- lives as long as the server): most of what a call used to spend on them. Bounded: plans
@@ -184,7 +183,7 @@ local function release(task_id, v, sid, dependents, result, spent)
     local d, b = dependent(v, dep)
     local left = num(d[b + 1]) - 1
     d[b + 1] = left
-    put(v.w, names_of(dep).deps_left, left)
+    put(v.w, names_of(dep).deps_left, str(left))
     if left == 0 then
       steps[#steps + 1] = {sid = dep, agent = d[b + 2], attempt = d[b + 3], instr = d[b + 4],
                            deps = split(d[b + 5]), dependents = d[b + 6]}
@@ -225,13 +224,13 @@ local function finish(task_id, v, cost, tin, tout)
   local latency = ts - tonumber(x[T_CREATED])
   x[T_STATE] = 'completed'
   put(v.w, 'state', 'completed')
-  put(v.w, 'finished_ms', ts)
-  put(v.w, 'latency_ms', latency)
+  put(v.w, 'finished_ms', ts_text)
+  put(v.w, 'latency_ms', str(latency))
   put(v.w, 'output', output)
   flush_view(v)
   emit(task_id, {type = 'task_completed', latency_ms = latency, cost_units = cost,
                  tokens_in = tin, tokens_out = tout, output = output}, ts)
-  expire_task(task_id, ttl)
+  expire_task(task_id, ttl_text)
 end
 
 local function record(i, v)
@@ -245,6 +244,7 @@ local function record(i, v)
     x[b + 1], x[b + 2], x[b + 3], x[b + 4], x[b + 5], x[b + 6], x[b + 7], x[b + 8], x[b + 9]
   local t_state = x[T_STATE]
   local w = v.w
+  local unclaimed = ''  -- the end of the step's ``run`` (below)
   if kind == 'c' then
     -- Ended under it (cancel, a failed sibling, an expired hash): settled, nothing to record.
     if state == 'cancelled' or not t_state then return 4 end
@@ -258,12 +258,10 @@ local function record(i, v)
     if state ~= 'queued' or attempt ~= attempt_in then return 5 end
     local queued = num(queued_ms) or ts
     local started = math.max(ts - run_ms, queued)
-    local k = #w
-    w[k + 1], w[k + 2] = n.started_ms, started
-    w[k + 3], w[k + 4] = n.queued_ms, started
-    w[k + 5], w[k + 6] = n.queue_wait_ms, (num(queue_wait_ms) or 0) + math.max(0, started - queued)
-    w[k + 7], w[k + 8] = n.runs, (num(runs) or 0) + 1
-    emit_head(task_id, 'step_started', ARGV[i + 13], started)
+    local at = str(started)
+    unclaimed = ',' .. at .. ',' .. str((num(queue_wait_ms) or 0) + math.max(0, started - queued))
+      .. ',' .. str((num(runs) or 0) + 1)
+    emit_head(task_id, 'step_started', ARGV[i + 13], at)
   end
   local done = num(x[T_DONE]) + 1
   cost, tin, tout = num(x[T_COST]) + cost, num(x[T_TIN]) + tin, num(x[T_TOUT]) + tout
@@ -277,17 +275,18 @@ local function record(i, v)
   local k = #w
   w[k + 1], w[k + 2] = n.result, result
   w[k + 3], w[k + 4] = n.state, 'completed'
-  w[k + 5], w[k + 6] = n.finished_ms, ts
-  w[k + 7], w[k + 8] = n.run_ms, run_ms
-  w[k + 9], w[k + 10] = n.cost, ARGV[i + 9]
-  w[k + 11], w[k + 12] = n.tin, ARGV[i + 10]
-  w[k + 13], w[k + 14] = n.tout, ARGV[i + 11]
-  w[k + 15], w[k + 16] = 'n_done', done
-  w[k + 17], w[k + 18] = 'cost_units', cost
-  w[k + 19], w[k + 20] = 'tokens_in', tin
-  w[k + 21], w[k + 22] = 'tokens_out', tout
+  -- What the completed attempt took, in one field rather than one each (a call's cost is
+  -- mostly its writes): finished_ms, run_ms, cost, tokens in and out, and, for a step that ran
+  -- unclaimed, its started_ms, queue_wait_ms and runs (a claimed step's are fields of their
+  -- own, from start.lua). store.RUN_FIELDS reads it.
+  w[k + 5], w[k + 6] = n.run, ts_text .. ',' .. ARGV[i + 8] .. ',' .. ARGV[i + 9] .. ','
+    .. ARGV[i + 10] .. ',' .. ARGV[i + 11] .. unclaimed
+  w[k + 7], w[k + 8] = 'n_done', str(done)
+  w[k + 9], w[k + 10] = 'cost_units', str(cost)
+  w[k + 11], w[k + 12] = 'tokens_in', str(tin)
+  w[k + 13], w[k + 14] = 'tokens_out', str(tout)
   if sink == '1' then
-    w[k + 23], w[k + 24] = n.text, text
+    w[k + 15], w[k + 16] = n.text, text
     wrote(v, 't')[n.text] = text
   end
   local completed = ARGV[i + 14]
@@ -299,7 +298,7 @@ local function record(i, v)
   end
   local n_steps = num(x[T_STEPS])
   if t_state ~= 'running' or (over and done < n_steps) then
-    emit_head(task_id, 'step_completed', completed, ts)
+    emit_head(task_id, 'step_completed', completed, ts_text)
     if t_state ~= 'running' then return 1 end
     put(w, 'error', over)
     flush_view(v)
@@ -309,7 +308,7 @@ local function record(i, v)
     return 3
   end
   local queued = release(task_id, v, sid, dependents, result, tin + tout)
-  emit_head(task_id, 'step_completed', completed, ts .. queued_json(queued))
+  emit_head(task_id, 'step_completed', completed, ts_text .. queued_json(queued))
   if done < n_steps then return 1 end
   finish(task_id, v, cost, tin, tout)
   return 2
@@ -321,7 +320,9 @@ end
 
 -- Per call: everything below runs at every call; the helpers above are built once.
 ttl, max_tokens, max_cost = tonumber(ARGV[2]), tonumber(ARGV[3]) or 0, tonumber(ARGV[4]) or 0
+ttl_text = ARGV[2]
 ts = now_ms()
+ts_text = str(ts)
 acks, ack_order = {}, {}
 PARTS, VIEWS, VIEW_ORDER = {}, {}, {}
 if N_NAMES > CACHED or N_SHAPES > CACHED then

@@ -48,11 +48,12 @@ for i = 6, #ARGV do
   if run then
     local queued = tonumber(s.queued_ms) or ts
     put(w, sid .. '|state', 'running')
-    put(w, sid .. '|attempt', attempt)
-    put(w, sid .. '|started_ms', ts)
-    put(w, sid .. '|queued_ms', ts)
-    put(w, sid .. '|queue_wait_ms', (tonumber(s.queue_wait_ms) or 0) + math.max(0, ts - queued))
-    put(w, sid .. '|runs', (tonumber(s.runs) or 0) + 1)
+    put(w, sid .. '|attempt', str(attempt))
+    put(w, sid .. '|started_ms', str(ts))
+    put(w, sid .. '|queued_ms', str(ts))
+    local waited = (tonumber(s.queue_wait_ms) or 0) + math.max(0, ts - queued)
+    put(w, sid .. '|queue_wait_ms', str(waited))
+    put(w, sid .. '|runs', str((tonumber(s.runs) or 0) + 1))
     emit(task_id, {type = 'step_started', step_id = sid, agent = s.agent, attempt = attempt}, ts)
     local deps = split(s.deps)
     local parts = {}

@@ -43,7 +43,7 @@ local function submit(j)
     return {0, ''}
   end
   local w = {unpack(ARGV, first + 4, first + 3 + 2 * n)}
-  put(w, 'created_ms', ts)
+  put(w, 'created_ms', ts_text)
   local id = emit_head(task_id, 'plan_created', ARGV[first + 2], ts_text)
   local at = first + 4 + 2 * n
   while at <= last do
@@ -51,13 +51,13 @@ local function submit(j)
     local entry = redis.call('XADD', k_agent(agent), '*', 't', task_id, 's', sids, 'x', ARGV[at + 2])
     at = at + 3
     for _, sid in ipairs(split(sids)) do
-      put(w, sid .. '|queued_ms', ts)
+      put(w, sid .. '|queued_ms', ts_text)
       put(w, sid .. '|entry', entry)
     end
   end
   flush(tk, w)
   made[task_id] = true
-  index[#index + 1] = ts
+  index[#index + 1] = ts_text
   index[#index + 1] = task_id
   return {ts, id}
 end
