@@ -63,11 +63,14 @@ def task_state(task_id: str, raw: object) -> TaskState:
 
 
 def submission(task_id: str, user_input: str, plan: Plan, *, chosen: bool = False) -> list[Any]:
-    """submit.lua's arguments after the prefix: the new task hash field by field, the root
-    steps' entries and plan_created (which names the roots it queues). Laid out here rather
-    than in the script because the server is the one part that every worker and API replica
-    shares: building these fields in Lua was about half of submit's server time. ``chosen``:
-    the client named the task id (the script then checks that no such task exists)."""
+    """submit.lua's arguments after the prefix: the new task hash (its field names in one
+    argument, then their values), the root steps' entries and plan_created (which names the
+    roots it queues). Laid out here rather than in the script because the server is the one
+    part that every worker and API replica shares: building these fields in Lua was about half
+    of submit's server time. The names go as one argument because each argument costs the
+    server an object and a Lua string, and they repeat from task to task (the script keeps
+    them split). ``chosen``: the client named the task id (the script then checks that no such
+    task exists)."""
     steps = plan.steps
     plan_json = plan.model_dump_json(include={"steps"}).encode()
     dependents: dict[str, list[str]] = {s.id: [] for s in steps}
@@ -103,7 +106,7 @@ def submission(task_id: str, user_input: str, plan: Plan, *, chosen: bool = Fals
         ],
     }
     head = event_head(plan_created, plan_json)
-    args: list[Any] = [task_id, "1" if chosen else "0", head, len(fields) // 2, *fields]
+    args: list[Any] = [task_id, "1" if chosen else "0", head, ",".join(fields[::2]), *fields[1::2]]
     for agent, batch in roots.items():
         # The entry body as enqueue (common.lua) writes it, what its steps need to run: a
         # worker runs them from it before claiming them, and names their dependents (``d``)

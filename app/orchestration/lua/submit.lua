@@ -1,7 +1,7 @@
 -- ARGV: prefix, then one group per task: its count of arguments k, then the k arguments:
 -- task_id, chosen ('1' if the client named the task id, else '0': the API generated it),
--- plan_created, n, n field/value pairs of the new task hash, then one group per agent with root
--- steps: agent, its step ids ("a,b") and the entry body ``x``. plan_created comes as JSON that
+-- plan_created, the new task hash's field names ("a,b": n of them, kept split from call to
+-- call, as plans repeat), their n values, then one group per agent with root steps: agent, its step ids ("a,b") and the entry body ``x``. plan_created comes as JSON that
 -- ends in ``"ts":`` (the server's time completes it) and names the root steps it queues
 -- (``queued``): they get no step_queued event of their own. store.submission lays all of this
 -- out, so the server only adds what it alone knows: the time and the entries' ids. Several tasks
@@ -30,7 +30,7 @@ local created, made, index = {}, {}, {}
 local function submit(j)
   local first = groups[j]
   local last = (groups[j + 1] or (#ARGV + 2)) - 2
-  local task_id, chosen, n = ARGV[first], ARGV[first + 1], tonumber(ARGV[first + 3])
+  local task_id, chosen, names = ARGV[first], ARGV[first + 1], split(ARGV[first + 3])
   local tk = k_task(task_id)
   if made[task_id] then return {0, ''} end  -- the same id twice in one call
   if chosen == '1' then
@@ -42,10 +42,13 @@ local function submit(j)
     -- retries on connection errors).
     return {0, ''}
   end
-  local w = {unpack(ARGV, first + 4, first + 3 + 2 * n)}
+  local n, w = #names, {}
+  for f = 1, n do
+    w[2 * f - 1], w[2 * f] = names[f], ARGV[first + 3 + f]
+  end
   put(w, 'created_ms', ts_text)
   local id = emit_head(task_id, 'plan_created', ARGV[first + 2], ts_text)
-  local at = first + 4 + 2 * n
+  local at = first + 4 + n
   while at <= last do
     local agent, sids = ARGV[at], ARGV[at + 1]
     local entry = redis.call('XADD', k_agent(agent), '*', 't', task_id, 's', sids, 'x', ARGV[at + 2])
