@@ -112,8 +112,8 @@ class Outcome:
 
 
 def ack_args(agent: str, entry_id: str) -> list[Any]:
-    """complete.lua's record that only ACKs an entry (kind 'a')."""
-    return ["a", agent, "", "", 0, "", "", "", 0, 0, 0, 0, entry_id, "", "", ""]
+    """complete.lua's record that only ACKs an entry (kind 'a', three values)."""
+    return ["a", agent, entry_id]
 
 
 Entry = tuple[str, dict[str, str]]

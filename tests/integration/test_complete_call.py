@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from app.models import Plan, PlanStep
-from app.orchestration.recorder import Outcome
+from app.orchestration.recorder import Outcome, ack_args
 from tests.integration.harness import BENCH_PLAN, Harness
 
 pytestmark = pytest.mark.integration
@@ -89,3 +89,28 @@ async def test_two_sinks_completing_in_one_call_give_the_output_in_plan_order(
     events = await harness.events(task_id)
     assert events[-1]["type"] == "task_completed" and events[-1]["output"] == "one\n\ntwo"
     assert [e["type"] for e in events].count("step_completed") == 3
+
+
+async def test_ack_records_between_step_records(harness: Harness) -> None:
+    """An ACK-only record is three values (kind 'a', agent, entry): the records around it are
+    read at their own places, and each entry it names is ACKed with the call."""
+    first = await harness.store.submit("x", BENCH_PLAN)
+    second = await harness.store.submit("y", BENCH_PLAN)
+    stream = harness.keys.agent_stream("retriever")
+    await harness.redis.xgroup_create(stream, "retriever", id="0")
+    await harness.redis.xreadgroup("retriever", "w1", {stream: ">"})
+    (e1, _), (e2, _) = await harness.redis.xrange(stream)
+    codes = await call(
+        harness,
+        rec(first, "retriever", "retrieve_1", e1),
+        rec(first, "retriever", "retrieve_2", e1),
+        ack_args("retriever", e1),
+        rec(second, "retriever", "retrieve_1", e2),
+        ack_args("retriever", e2),
+        rec(second, "retriever", "retrieve_2", e2),
+    )
+    assert codes == [1, 1, 1, 1, 1, 1]
+    assert (await harness.redis.xpending(stream, "retriever"))["pending"] == 0
+    for task_id in (first, second):
+        fields = await harness.redis.hgetall(harness.keys.task(task_id))
+        assert (fields["n_done"], fields["analyze|state"]) == ("2", "queued")

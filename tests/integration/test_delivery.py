@@ -412,6 +412,29 @@ async def test_a_record_that_fails_midway_keeps_the_others_and_drops_its_own(
     assert await harness.redis.hget(harness.keys.task(task_id), "analyze|state") == "queued"
 
 
+async def test_a_record_that_fails_after_counting_itself_leaves_the_totals_as_they_were(
+    harness: Harness,
+) -> None:
+    """A task's totals go out once per call (however many of its records the call holds): a
+    record that fails after adding itself to them must not leave itself in them."""
+    task_id = await harness.store.submit("x", BENCH_PLAN)
+    key = harness.keys.task(task_id)
+    ((entry, _),) = await harness.redis.xrange(harness.keys.agent_stream("retriever"))
+    done = _retrieved(task_id, entry)
+    # Its completion counts, then fails readying a dependent the plan never had.
+    await harness.redis.hset(key, "retrieve_2|dependents", "nowhere")
+    with pytest.raises(redis.exceptions.ResponseError):
+        await complete(harness, *done("retrieve_1", cost=0.5), *done("retrieve_2", cost=0.25))
+    fields = await harness.redis.hgetall(key)
+    assert (fields["n_done"], fields["cost_units"]) == ("1", "0.5")
+    assert (fields["retrieve_1|state"], fields["retrieve_2|state"]) == ("completed", "queued")
+    await harness.redis.hset(key, "retrieve_2|dependents", "analyze")
+    assert await complete(harness, *done("retrieve_2", cost=0.25)) == [1]
+    fields = await harness.redis.hgetall(key)
+    assert (fields["n_done"], fields["cost_units"]) == ("2", "0.75")
+    assert fields["analyze|state"] == "queued"
+
+
 async def test_recorded_events_carry_every_field_clients_read(harness: Harness) -> None:
     """step_started and step_completed, whose JSON the worker lays out (Outcome.args) and the
     script completes with its time, for an unclaimed step (kind 'f') and a claimed one."""

@@ -1,8 +1,10 @@
 -- ARGV: prefix, ttl_s, max_tokens, max_cost (the task's budget; 0 = none), consumer and
--- slots (the hand-off: see the end), then records of 16 values each, recorded in order:
+-- slots (the hand-off: see the end), then records, recorded in order. An ACK-only record is
+-- three values: 'a', agent, the agent-stream entry to XACK (each value costs the server an
+-- object and a Lua string, and an entry of two parallel steps is ACKed on its own once both are
+-- recorded). The others are 16 values:
 --   kind: 'c' (complete a claimed step: fenced on its attempt), 'f' (start and complete a
 --         step that ran before it was claimed: fenced on its carrier entry and attempt),
---         'a' (ACK only),
 --   agent (whose stream delivered it), task_id, sid, attempt, entry (the carrier, 'f' only),
 --   result_json, text, run_ms, cost, tokens_in, tokens_out,
 --   ack_entry: the agent-stream entry to XACK once the record is settled, or '',
@@ -20,7 +22,7 @@
 -- claimed attempt), 5 the entry no longer carries the step.
 -- ``handed``: entries delivered to the caller, per agent a flat list: {agent, then for each
 -- entry its id, its count of field names and values, and those}.
-local RECORD = 16
+local RECORD, ACK_RECORD = 16, 3
 -- The call's own state, set at its start (below "per call"); the helpers read it.
 local ttl, ttl_text, max_tokens, max_cost, ts, ts_text, acks, ack_order
 
@@ -120,7 +122,18 @@ local function view_of(task_id)
   return v
 end
 
+-- The task's totals (steps done, cost, tokens) are written once per flush, however many of
+-- its records the call holds: ``totals`` says that a record changed them (in the reply).
 local function flush_view(v)
+  if v.totals then
+    local x, w = v.x, v.w
+    local k = #w
+    w[k + 1], w[k + 2] = 'n_done', str(x[T_DONE])
+    w[k + 3], w[k + 4] = 'cost_units', str(x[T_COST])
+    w[k + 5], w[k + 6] = 'tokens_in', str(x[T_TIN])
+    w[k + 7], w[k + 8] = 'tokens_out', str(x[T_TOUT])
+    v.totals = false
+  end
   flush(v.tk, v.w)
   v.w = {}
 end
@@ -281,12 +294,9 @@ local function record(i, v)
   -- own, from start.lua). store.RUN_FIELDS reads it.
   w[k + 5], w[k + 6] = n.run, ts_text .. ',' .. ARGV[i + 8] .. ',' .. ARGV[i + 9] .. ','
     .. ARGV[i + 10] .. ',' .. ARGV[i + 11] .. unclaimed
-  w[k + 7], w[k + 8] = 'n_done', str(done)
-  w[k + 9], w[k + 10] = 'cost_units', str(cost)
-  w[k + 11], w[k + 12] = 'tokens_in', str(tin)
-  w[k + 13], w[k + 14] = 'tokens_out', str(tout)
+  v.totals = true
   if sink == '1' then
-    w[k + 15], w[k + 16] = n.text, text
+    w[k + 7], w[k + 8] = n.text, text
     wrote(v, 't')[n.text] = text
   end
   local completed = ARGV[i + 14]
@@ -330,9 +340,14 @@ if N_NAMES > CACHED or N_SHAPES > CACHED then
 end
 local consumer, slots = ARGV[5], ARGV[6]
 
--- Each task's shape: its records' steps, and the dependents they name.
-for i = 7, #ARGV, RECORD do
-  if ARGV[i] ~= 'a' then
+-- Where each record starts; and each task's shape: its records' steps, and the dependents
+-- they name.
+local starts, i = {}, 7
+while i <= #ARGV do
+  starts[#starts + 1] = i
+  if ARGV[i] == 'a' then
+    i = i + ACK_RECORD
+  else
     local task_id = ARGV[i + 2]
     local parts = PARTS[task_id]
     if parts == nil then
@@ -341,6 +356,7 @@ for i = 7, #ARGV, RECORD do
       parts[#parts + 1] = ARGV[i + 3]
       parts[#parts + 1] = ARGV[i + 15]
     end
+    i = i + RECORD
   end
 end
 
@@ -350,17 +366,30 @@ end
 -- ones already recorded no-ops. (What the failed record had already added to a stream, a
 -- step_started or a queued entry, stays: a script cannot take back a write.)
 local codes = {}
-for i = 7, #ARGV, RECORD do
-  local kind, agent, ack = ARGV[i], ARGV[i + 1], ARGV[i + 12]
-  local code = 1
+for _, i in ipairs(starts) do
+  local kind, agent = ARGV[i], ARGV[i + 1]
+  local code, ack = 1, ARGV[i + 2]
   if kind ~= 'a' then
+    ack = ARGV[i + 12]
     local before = VIEWS[ARGV[i + 2]]
     local mark = before and #before.w or 0
+    -- The totals as they were: the record counts itself in them before it may fail.
+    local totals, done, cost, tin, tout
+    if before then
+      local x = before.x
+      totals, done, cost, tin, tout = before.totals, x[T_DONE], x[T_COST], x[T_TIN], x[T_TOUT]
+    end
     local ok, err = pcall(view_and_record, i)
     if not ok then
       local v = VIEWS[ARGV[i + 2]]
       if v and (v == before or mark == 0) then
         for j = #v.w, mark + 1, -1 do v.w[j] = nil end
+        if v == before then
+          local x = v.x
+          v.totals, x[T_DONE], x[T_COST], x[T_TIN], x[T_TOUT] = totals, done, cost, tin, tout
+        else
+          v.totals = false
+        end
       end
       for _, other in ipairs(VIEW_ORDER) do flush_view(other) end
       error(err, 0)
