@@ -6,7 +6,9 @@ of the group commit's batches at saturation), then their steps are recorded phas
 ``complete.lua`` call, each step run by the no-op agent from its entry. For each phase it
 prints the server's µs and commands per task (``INFO commandstats`` deltas; script-internal
 calls count). The full bench's figures move 10 % run to run on these machines; these move a
-few percent, which is what comparing two versions of a script needs.
+few percent. With ``--instructions`` the server runs under valgrind's callgrind and each
+phase's instructions per task are printed too: they move about half a per cent from run to
+run, which is what comparing two versions of a script needs (app/bench/instructions.py).
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from redis.asyncio import Redis
 
 from app.agents.noop import NoopAgent
 from app.agents.planner import OfflinePlanner
-from app.bench import probe
+from app.bench import instructions, probe
+from app.bench.instructions import Counter
 from app.keys import Keys
 from app.orchestration.consumer import output_text, steps_in_entry
 from app.orchestration.recorder import Outcome, ack_args
@@ -41,14 +44,20 @@ class Phase:
     script_us: float  # the scripts' (FCALL) server time per task, script-internal calls included
     commands: float  # commands per task, script-internal calls included
     cpu_us: float  # server CPU per task (user + sys), the round trips' cost included
+    instructions: float | None = None  # the server's, per task (--instructions)
 
 
-async def _phase(url: str, tasks: int, work: Callable[[], Awaitable[None]]) -> Phase:
+async def _phase(
+    url: str, tasks: int, work: Callable[[], Awaitable[None]], counter: Counter | None
+) -> Phase:
     before = await asyncio.to_thread(probe.snapshot, url)
+    if counter:
+        await asyncio.to_thread(counter.start)
     await work()
+    instructions = await asyncio.to_thread(counter.take) / tasks if counter else None
     after = await asyncio.to_thread(probe.snapshot, url)
     commands, cpu_us = probe.per_step(before, after, tasks)  # per task here
-    return Phase((after.script_us - before.script_us) / tasks, commands, cpu_us)
+    return Phase((after.script_us - before.script_us) / tasks, commands, cpu_us, instructions)
 
 
 async def _records(redis: Redis, keys: Keys, agent: str) -> list[list[Any]]:
@@ -85,8 +94,11 @@ async def _records(redis: Redis, keys: Keys, agent: str) -> list[list[Any]]:
     return records
 
 
-async def measure(redis_url: str, tasks: int = 600, batch: int = 8) -> dict[str, Phase]:
-    """Per phase (submit, then each agent's records), the server's cost per task."""
+async def measure(
+    redis_url: str, tasks: int = 600, batch: int = 8, counter: Counter | None = None
+) -> dict[str, Phase]:
+    """Per phase (submit, then each agent's records), the server's cost per task; with
+    ``counter``, its instructions too (the server must be the counter's)."""
     redis = Redis.from_url(redis_url, decode_responses=True)
     keys = Keys(f"probe{uuid.uuid4().hex[:8]}")
     store = TaskStore(redis, keys, ttl_s=600)
@@ -101,7 +113,7 @@ async def measure(redis_url: str, tasks: int = 600, batch: int = 8) -> dict[str,
                 group = (store.submit(TASK, plan) for _ in range(min(SUBMIT_BATCH, tasks - start)))
                 ids.extend(await asyncio.gather(*group))
 
-        phases = {"submit": await _phase(redis_url, tasks, submit)}
+        phases = {"submit": await _phase(redis_url, tasks, submit, counter)}
         header = [keys.prefix, 600, 0, 0, "", ""]
         for agent in AGENTS:
             records = await _records(redis, keys, agent)
@@ -113,7 +125,7 @@ async def measure(redis_url: str, tasks: int = 600, batch: int = 8) -> dict[str,
                         args += one
                     await store.scripts.call("complete", *args)
 
-            phases[agent] = await _phase(redis_url, tasks, record)
+            phases[agent] = await _phase(redis_url, tasks, record, counter)
         states = [await redis.hget(keys.task(task_id), "state") for task_id in ids]
         if states.count("completed") != tasks:
             raise RuntimeError(f"{states.count('completed')} of {tasks} tasks completed")
@@ -123,9 +135,12 @@ async def measure(redis_url: str, tasks: int = 600, batch: int = 8) -> dict[str,
 
 
 def report(phases: dict[str, Phase]) -> str:
-    lines = [f"{'phase':10s} {'script µs':>10s} {'commands':>9s} {'CPU µs':>8s}  (per task)"]
+    counted = all(p.instructions is not None for p in phases.values())
+    head = f"{'phase':10s} {'script µs':>10s} {'commands':>9s} {'CPU µs':>8s}"
+    lines = [head + (f" {'instructions':>13s}" if counted else "") + "  (per task)"]
     for name, p in [*phases.items(), ("total", _total(phases))]:
-        lines.append(f"{name:10s} {p.script_us:10.1f} {p.commands:9.1f} {p.cpu_us:8.1f}")
+        line = f"{name:10s} {p.script_us:10.1f} {p.commands:9.1f} {p.cpu_us:8.1f}"
+        lines.append(line + (f" {p.instructions or 0:13,.0f}" if counted else ""))
     return "\n".join(lines)
 
 
@@ -135,6 +150,7 @@ def _total(phases: dict[str, Phase]) -> Phase:
         sum(p.script_us for p in values),
         sum(p.commands for p in values),
         sum(p.cpu_us for p in values),
+        sum(p.instructions or 0 for p in values),
     )
 
 
@@ -143,7 +159,22 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=600)
     parser.add_argument("--batch", type=int, default=8, help="records per complete.lua call")
     parser.add_argument("--redis-url", help="default: an embedded Valkey of its own")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count the server's instructions per task under valgrind's callgrind (its own "
+        "server; after a warm-up run of 100 tasks)",
+    )
     args = parser.parse_args()
+    if args.instructions:
+        if args.redis_url:
+            parser.error("--instructions runs a server of its own: no --redis-url")
+        if why := instructions.missing():
+            parser.error(why)
+        with instructions.server() as (url, counter):
+            asyncio.run(measure(url, min(100, args.tasks), args.batch))  # library, caches
+            print(report(asyncio.run(measure(url, args.tasks, args.batch, counter))))
+        return
     if args.redis_url:
         print(report(asyncio.run(measure(args.redis_url, args.tasks, args.batch))))
         return

@@ -11,6 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from app.bench import instructions
 from tests.integration.procs import ROOT
 
 pytestmark = pytest.mark.integration
@@ -109,6 +110,29 @@ def test_script_cost_reports_every_phase(redis_url: str) -> None:
     assert list(rows) == ["submit", "retriever", "analyzer", "writer", "total"]
     for name, (script_us, commands, cpu_us) in rows.items():
         assert float(script_us) > 0 and float(commands) > 0 and float(cpu_us) >= 0, name
+
+
+@pytest.mark.skipif(bool(instructions.missing()), reason="no valgrind: apt-get install valgrind")
+def test_script_cost_counts_the_servers_instructions() -> None:
+    """``--instructions``: the server runs under callgrind and each phase's instruction count
+    per task is reported (a warm-up run first, so the library is loaded and its caches full)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "app.bench.script_cost", "--instructions", "--tasks", "16"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    header, *lines = done.stdout.splitlines()
+    assert "instructions" in header
+    rows = {line.split()[0]: line.split()[1:] for line in lines}
+    assert list(rows) == ["submit", "retriever", "analyzer", "writer", "total"]
+    counts = {name: int(row[3].replace(",", "")) for name, row in rows.items()}
+    # Tens of thousands of instructions per task in each phase, and the total is their sum.
+    assert all(n > 10_000 for n in counts.values()), counts
+    assert counts["total"] == pytest.approx(sum(counts[p] for p in list(rows)[:4]), abs=4)
 
 
 def test_a_celery_worker_slow_to_stop_is_killed_with_its_pool(tmp_path: Path) -> None:
