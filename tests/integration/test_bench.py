@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from app.bench import instructions
+from tests.conftest import missing_tool
 from tests.integration.procs import ROOT
 
 pytestmark = pytest.mark.integration
@@ -112,10 +113,11 @@ def test_script_cost_reports_every_phase(redis_url: str) -> None:
         assert float(script_us) > 0 and float(commands) > 0 and float(cpu_us) >= 0, name
 
 
-@pytest.mark.skipif(bool(instructions.missing()), reason="no valgrind: apt-get install valgrind")
 def test_script_cost_counts_the_servers_instructions() -> None:
     """``--instructions``: the server runs under callgrind and each phase's instruction count
     per task is reported (a warm-up run first, so the library is loaded and its caches full)."""
+    if why := instructions.missing():
+        missing_tool(why)
     done = subprocess.run(
         [sys.executable, "-m", "app.bench.script_cost", "--instructions", "--tasks", "16"],
         capture_output=True,
