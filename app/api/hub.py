@@ -4,7 +4,9 @@ A single connection runs ``XREAD BLOCK`` over the event streams of every task so
 watching, so 5,000 open streams cost one blocking Redis connection, not 5,000. When a watcher
 of a new task arrives, ``CLIENT UNBLOCK`` wakes the reader so that it re-issues XREAD with the
 new stream included (retried until the reader is seen covering it, which closes the race
-where the unblock lands before the XREAD it was meant for).
+where the unblock lands before the XREAD it was meant for). When the last watcher leaves, the
+reader is unblocked then, so that it waits for the next watcher without a read and that
+watcher pays no unblock round trip (one task at a time, every task did).
 
 Exactness: a subscriber registers first, then catches up with XRANGE from its Last-Event-ID;
 whatever the shared reader delivers meanwhile is held and appended after the catch-up, and the
@@ -222,9 +224,12 @@ class EventHub:
         self._cursor: dict[str, str] = {}
         #: The streams of the reader's latest XREAD, each with the id it was read after.
         self._covered: dict[str, str] = {}
+        #: The reader is in its XREAD (or about to send it): only then can it miss a stream.
+        self._reading = False
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._waker: asyncio.Task[None] | None = None
+        self._unblocker: asyncio.Task[None] | None = None
         self._stream_to_task: dict[str, str] = {}
         self._ending = False
         self._open_reads = GroupCommit(self._read_opens, MAX_OPEN_BATCH)
@@ -259,8 +264,9 @@ class EventHub:
                 sub.end()
 
     async def close(self) -> None:
-        if self._waker:
-            self._waker.cancel()
+        for helper in (self._waker, self._unblocker):
+            if helper:
+                helper.cancel()
         if self._pinger:
             self._pinger.cancel()
         if self._task:
@@ -419,6 +425,11 @@ class EventHub:
             del self._subs[sub.task_id]
             self._cursor.pop(sub.task_id, None)
             self._stream_to_task.pop(self.keys.events(sub.task_id), None)
+            if not self._cursor and self._reading and self._task is not None:
+                # Nobody watches anything: the reader's XREAD waits on streams of no use. It
+                # is woken now, off any request's path, to wait for the next watcher without a
+                # read, rather than when that watcher comes, on its path (a round trip).
+                self._unblock_later()
 
     def _wake_reader(self) -> None:
         """Get the reader to include the new streams, in the background: the caller has its
@@ -429,15 +440,24 @@ class EventHub:
 
     async def _unblock_until_covered(self) -> None:
         """CLIENT UNBLOCK until the reader's XREAD covers every watched stream (an unblock
-        that lands before the XREAD it was meant for is lost, so it is repeated)."""
+        that lands before the XREAD it was meant for is lost, so it is repeated). Not while
+        the reader is out of its XREAD: it reads the watched streams as it goes back in."""
         for _ in range(500):
             if self._task is None or self._stream_to_task.keys() <= self._covered.keys():
                 return
-            reader_id = self._lane.client_id  # None while it reconnects: the XREAD is not blocked
-            if reader_id is not None:
-                with contextlib.suppress(Exception):
-                    await self.redis.client_unblock(reader_id)
+            if self._reading:
+                await self._unblock()
             await asyncio.sleep(0.002)
+
+    async def _unblock(self) -> None:
+        reader_id = self._lane.client_id  # None while it reconnects: the XREAD is not blocked
+        if reader_id is not None:
+            with contextlib.suppress(Exception):
+                await self.redis.client_unblock(reader_id)
+
+    def _unblock_later(self) -> None:
+        if self._unblocker is None or self._unblocker.done():
+            self._unblocker = asyncio.create_task(self._unblock(), name="sse-hub-unblock")
 
     async def _run(self) -> None:
         while True:
@@ -448,7 +468,7 @@ class EventHub:
             streams: dict[Any, Any] = {self.keys.events(t): c for t, c in self._cursor.items()}
             if not streams:  # the last watcher left between the wake-up and now
                 continue
-            self._covered = streams
+            self._covered, self._reading = streams, True
             try:
                 reply: Any = await self._lane.execute(
                     "XREAD", "COUNT", READ_COUNT, "BLOCK", self.block_ms,
@@ -458,9 +478,11 @@ class EventHub:
             except asyncio.CancelledError:
                 raise
             except Exception:  # the loop must outlive any reply: every stream here depends on it
+                self._reading = False
                 log.exception("event reader failed; retrying")
                 await asyncio.sleep(0.5)  # the lane reconnects at the next call
                 continue
+            self._reading = False
             for stream, entries in batches:
                 self._deliver(stream, entries)
 

@@ -148,10 +148,10 @@ async def open_stream(
             return event_stream_response(replay_body(events, retry_ms))
         hub.activate(sub, events)
 
-    async def still_running() -> bool:
-        return await store.state(task_id) is TaskState.RUNNING
+    async def goes_on(failed_id: str) -> bool:
+        return await store.goes_on_after(task_id, failed_id)
 
-    return LiveStream(hub, sub, retry_ms, still_running)
+    return LiveStream(hub, sub, retry_ms, goes_on)
 
 
 @router.get("/tasks/{task_id}", response_model=TaskPublic, responses={404: ERRORS[404]})

@@ -41,12 +41,12 @@ class LiveStream(Response):
         hub: EventHub,
         sub: Subscription,
         retry_ms: int,
-        still_running: Callable[[], Awaitable[bool]],
+        goes_on: Callable[[str], Awaitable[bool]],
     ) -> None:
         super().__init__(status_code=200, media_type="text/event-stream")
-        #: Asked at a task_failed event: a task redriven after it failed has its old
-        #: task_failed in the log, and its stream must go on past it.
-        self.still_running = still_running
+        #: Asked at a task_failed event (with its id): a task redriven after it failed has its
+        #: old task_failed in the log, and its stream must go on past it.
+        self.goes_on = goes_on
         self.hub = hub
         self.sub = sub
         self.retry_ms = retry_ms
@@ -93,7 +93,7 @@ class LiveStream(Response):
                         await self._body(send, b"".join(chunks), more=False)
                         return False
                     await self._body(send, b"".join(chunks))
-                    if await self.still_running():
+                    if await self.goes_on(entry_id):
                         return True
                     await self._body(send, b"", more=False)
                     return False

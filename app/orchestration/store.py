@@ -227,6 +227,19 @@ class TaskStore:
         checked(task_id)
         return task_state(task_id, await self.redis.hget(self.keys.task(task_id), "state"))
 
+    async def goes_on_after(self, task_id: str, failed_id: str) -> bool:
+        """Whether the task's log goes on past its task_failed at ``failed_id``: the task was
+        redriven since (it is no longer failed, or failed again later in its log). Not its
+        state alone: a stream can reach an old task_failed of a task that has completed since.
+        False for a task whose keys have expired."""
+        state = await self.redis.hget(self.keys.task(task_id), "state")
+        if state is None:
+            return False
+        if str(state) != TaskState.FAILED.value:
+            return True
+        after = await self.redis.xrange(self.keys.events(task_id), f"({failed_id}", "+", count=1)
+        return bool(after)
+
     async def exists(self, task_id: str) -> bool:
         return bool(await self.redis.exists(self.keys.task(task_id)))
 

@@ -972,3 +972,25 @@ async def test_a_stopping_worker_hands_back_what_a_call_delivers(harness: Harnes
     (pending,) = await harness.redis.xpending_range(stream, "analyzer", "-", "+", 10)
     assert pending["message_id"] == entry
     assert pending["time_since_delivered"] >= analyzer.visibility_ms
+
+
+async def test_a_log_goes_on_past_a_task_failed_only_after_a_redrive(harness: Harness) -> None:
+    """A stream at a task_failed asks whether the log goes on: yes when the task was
+    redriven since (running again, or ended since, or failed again later), no when that
+    failure is its end, or when the task has expired."""
+    store, redis = harness.store, harness.redis
+    task_id = await store.submit("x", BENCH_PLAN)
+    key, events = harness.keys.task(task_id), harness.keys.events(task_id)
+    failed = await redis.xadd(events, {"type": "task_failed", "data": "{}"})
+    await redis.hset(key, "state", "failed")
+    assert not await store.goes_on_after(task_id, failed)  # its end, as things stand
+    for state in ("running", "completed", "cancelled"):  # redriven since
+        await redis.hset(key, "state", state)
+        assert await store.goes_on_after(task_id, failed)
+    await redis.xadd(events, {"type": "step_queued", "data": "{}"})
+    again = await redis.xadd(events, {"type": "task_failed", "data": "{}"})
+    await redis.hset(key, "state", "failed")  # redriven, then failed again
+    assert await store.goes_on_after(task_id, failed)
+    assert not await store.goes_on_after(task_id, again)
+    await redis.delete(key)
+    assert not await store.goes_on_after(task_id, again)  # expired

@@ -29,9 +29,11 @@ async def run_stream(
         sub.queue.put_nowait(event)
     asked = 0
 
-    async def still_running() -> bool:
+    async def goes_on(failed_id: str) -> bool:
         nonlocal asked
         asked += 1
+        queued = [*events, *(later or [])]
+        assert failed_id == next(e[0] for e in queued if e and e[1] == "task_failed")
         return running_after_failure
 
     sent: list[dict[str, Any]] = []
@@ -43,7 +45,7 @@ async def run_stream(
         await asyncio.Event().wait()  # the client stays connected
         return {"type": "http.disconnect"}
 
-    stream = LiveStream(hub, sub, 1000, still_running)
+    stream = LiveStream(hub, sub, 1000, goes_on)
     running = asyncio.create_task(stream({"type": "http"}, receive, send))
     for _ in range(5):
         await asyncio.sleep(0)  # the stream waits on its queue by now
