@@ -56,6 +56,9 @@ MAX_OPEN_BATCH = 64
 EARLY_S = 2.0
 MAX_EARLY = 256
 StateAndLog = tuple[str | None, list[Event]]  # (task state or None: no such task, events)
+#: Terminal events after which nothing more is written to a task's log (``task_failed`` is not
+#: one: a redrive goes on after it). The reader stops reading a log at one.
+FINAL = frozenset(("task_completed", "task_cancelled"))
 #: The state a task is in when its log ends with this event; any other last event: running.
 #: The scripts that change the state write the event in the same call (redrive.lua queues
 #: steps, so a redriven task's log goes on past its task_failed).
@@ -425,7 +428,7 @@ class EventHub:
             del self._subs[sub.task_id]
             self._cursor.pop(sub.task_id, None)
             self._stream_to_task.pop(self.keys.events(sub.task_id), None)
-            if not self._cursor and self._reading and self._task is not None:
+            if not self._stream_to_task and self._reading and self._task is not None:
                 # Nobody watches anything: the reader's XREAD waits on streams of no use. It
                 # is woken now, off any request's path, to wait for the next watcher without a
                 # read, rather than when that watcher comes, on its path (a round trip).
@@ -460,12 +463,14 @@ class EventHub:
             self._unblocker = asyncio.create_task(self._unblock(), name="sse-hub-unblock")
 
     async def _run(self) -> None:
+        # It reads the streams in _stream_to_task: those of the watched tasks whose log has
+        # not reached its final event.
         while True:
-            if not self._cursor:
+            if not self._stream_to_task:
                 self._covered = {}
                 await self._wake.wait()
             self._wake.clear()
-            streams: dict[Any, Any] = {self.keys.events(t): c for t, c in self._cursor.items()}
+            streams: dict[Any, Any] = {s: self._cursor[t] for s, t in self._stream_to_task.items()}
             if not streams:  # the last watcher left between the wake-up and now
                 continue
             self._covered, self._reading = streams, True
@@ -503,3 +508,8 @@ class EventHub:
             key = parse_id(entry_id)
             for sub in subs:
                 sub.offer(event, key)
+        if event[1] in FINAL:
+            # Nothing follows in this log: not read again while its streams end (a read and,
+            # with no other stream to read, an unblock, per task; and shorter reads under load).
+            # A watcher that comes later reads the log itself.
+            self._stream_to_task.pop(stream, None)

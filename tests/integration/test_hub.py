@@ -82,6 +82,31 @@ async def test_the_next_watcher_after_a_quiet_spell_needs_no_unblock(
     hub.unsubscribe(sub)
 
 
+async def test_a_log_is_not_read_past_its_final_event(hub: EventHub, redis: Redis) -> None:
+    """After task_completed (or task_cancelled) nothing more is written to a log: the reader
+    stops reading it while its streams end, and with nothing else to read it waits without a
+    read, so the watcher's leaving needs no unblock. task_failed is not final (a redrive goes
+    on after it): that log is still read."""
+    key = hub.keys.events("z1")
+    sub = await hub.subscribe("z1", "0-0")
+    await until(lambda: key in hub._covered)
+    done = await redis.xadd(key, {"type": "task_completed", "data": "{}"})
+    assert (await drain_queue(sub, 1))[0][0] == done
+    await until(lambda: not hub._reading and not hub._covered)  # waits, the watcher still in
+    before = command_calls(await redis.info("commandstats"))
+    await asyncio.sleep(0.05)
+    hub.unsubscribe(sub)
+    await asyncio.sleep(0.05)
+    calls = command_calls(await redis.info("commandstats")) - before
+    assert calls["xread"] == calls["client|unblock"] == 0
+    failed = await hub.subscribe("z2", "0-0")
+    await until(lambda: hub.keys.events("z2") in hub._covered)
+    await redis.xadd(hub.keys.events("z2"), {"type": "task_failed", "data": "{}"})
+    await drain_queue(failed, 1)
+    await until(lambda: hub._reading and hub.keys.events("z2") in hub._covered)  # read on
+    hub.unsubscribe(failed)
+
+
 async def test_a_stream_opened_during_drain_ends_at_once(hub: EventHub, redis: Redis) -> None:
     await redis.xadd(hub.keys.events("t2"), {"type": "e", "data": "{}"})
     hub.end_all()
