@@ -393,6 +393,10 @@ class EventHub:
         if task_id not in self._cursor:
             self._cursor[task_id] = after_id
             self._stream_to_task[self.keys.events(task_id)] = task_id
+        else:
+            # Read again if the reader had stopped at a final event: a log ends there, but a
+            # task id a client chose may be used again once the task has expired.
+            self._stream_to_task.setdefault(self.keys.events(task_id), task_id)
         self._subs[task_id].add(sub)
         return sub
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 import pytest
+import redis
 
 from app.models import Plan, PlanStep
 from app.orchestration.recorder import Outcome, ack_args
@@ -114,3 +115,33 @@ async def test_ack_records_between_step_records(harness: Harness) -> None:
     for task_id in (first, second):
         fields = await harness.redis.hgetall(harness.keys.task(task_id))
         assert (fields["n_done"], fields["analyze|state"]) == ("2", "queued")
+
+
+async def test_a_record_that_fails_after_completing_its_task_keeps_its_totals(
+    harness: Harness,
+) -> None:
+    """Two sinks in one call: the second completes the task, which writes the task's hash
+    (totals included) at once, then fails (here: the expiry, given a TTL the server refuses).
+    What it wrote stays written, as any write before a script error does; the totals must not
+    be put back to the first record's under the state the second wrote."""
+    plan = Plan(
+        steps=[
+            PlanStep(id="a", agent="retriever", instruction="a"),
+            PlanStep(id="s1", agent="writer", instruction="s1", depends_on=["a"]),
+            PlanStep(id="s2", agent="writer", instruction="s2", depends_on=["a"]),
+        ]
+    )
+    task_id = await harness.store.submit("x", plan)
+    e = await entry_of(harness, "retriever")
+    assert await call(harness, rec(task_id, "retriever", "a", e, "s1,s2")) == [1]
+    w = await entry_of(harness, "writer")
+    records = [
+        *rec(task_id, "writer", "s1", w, "", cost=0.25),
+        *rec(task_id, "writer", "s2", w, "", cost=0.5),
+    ]
+    with pytest.raises(redis.exceptions.ResponseError, match="expire"):
+        await harness.store.scripts.call(
+            "complete", harness.keys.prefix, 10**17, 0, 0, "", "", *records
+        )
+    fields = await harness.redis.hgetall(harness.keys.task(task_id))
+    assert (fields["state"], fields["n_done"], fields["cost_units"]) == ("completed", "3", "0.75")

@@ -330,7 +330,7 @@ end
 
 -- Per call: everything below runs at every call; the helpers above are built once.
 ttl, max_tokens, max_cost = tonumber(ARGV[2]), tonumber(ARGV[3]) or 0, tonumber(ARGV[4]) or 0
-ttl_text = ARGV[2]
+ttl_text = string.format('%d', ttl)  -- EXPIRE takes a whole number of seconds
 ts = now_ms()
 ts_text = str(ts)
 acks, ack_order = {}, {}
@@ -374,20 +374,24 @@ for _, i in ipairs(starts) do
     local before = VIEWS[ARGV[i + 2]]
     local mark = before and #before.w or 0
     -- The totals as they were: the record counts itself in them before it may fail.
-    local totals, done, cost, tin, tout
+    local totals, done, cost, tin, tout, pending
     if before then
       local x = before.x
       totals, done, cost, tin, tout = before.totals, x[T_DONE], x[T_COST], x[T_TIN], x[T_TOUT]
+      pending = before.w
     end
     local ok, err = pcall(view_and_record, i)
     if not ok then
       local v = VIEWS[ARGV[i + 2]]
       if v and (v == before or mark == 0) then
         for j = #v.w, mark + 1, -1 do v.w[j] = nil end
-        if v == before then
+        if v == before and v.w == pending then
           local x = v.x
           v.totals, x[T_DONE], x[T_COST], x[T_TIN], x[T_TOUT] = totals, done, cost, tin, tout
         else
+          -- A view it made (all of its writes dropped above), or one it flushed before it
+          -- failed (its task completed, or stopped on its budget: the hash holds the totals
+          -- with the rest of what it wrote): no totals to take back or to write again.
           v.totals = false
         end
       end

@@ -1,8 +1,9 @@
 -- ARGV: prefix, then one group per task: its count of arguments k, then the k arguments:
 -- task_id, chosen ('1' if the client named the task id, else '0': the API generated it),
 -- plan_created, the new task hash's field names ("a,b": n of them, kept split from call to
--- call, as plans repeat), their n values, then one group per agent with root steps: agent, its step ids ("a,b") and the entry body ``x``. plan_created comes as JSON that
--- ends in ``"ts":`` (the server's time completes it) and names the root steps it queues
+-- call, as plans repeat), their n values, then one group per agent with root steps: agent,
+-- its step ids ("a,b") and the entry body ``x``. plan_created comes as JSON that ends in
+-- ``"ts":`` (the server's time completes it) and names the root steps it queues
 -- (``queued``): they get no step_queued event of their own. store.submission lays all of this
 -- out, so the server only adds what it alone knows: the time and the entries' ids. Several tasks
 -- per call: the API sends together the submissions that arrived while its previous call was in
@@ -10,8 +11,23 @@
 -- Creates each task, queues its root steps and writes plan_created, all or nothing per task.
 -- Returns, per task, {server time it was created at, plan_created's entry id}, or {0, ''} if its
 -- id exists already.
+-- The new task hash's field names, split once per list: the lists repeat from task to task
+-- (a plan's shape). Apart from split's cache: plans whose step ids never repeat would churn the
+-- small lists that complete.lua reads there. Bounded, like the library's other caches.
+local FIELD_NAMES, N_FIELD_NAMES = {}, 0
+local function field_names(s)
+  local names = FIELD_NAMES[s]
+  if names then return names end
+  names = {}
+  for name in string.gmatch(s, '[^,]+') do names[#names + 1] = name end
+  if N_FIELD_NAMES >= 256 then FIELD_NAMES, N_FIELD_NAMES = {}, 0 end
+  FIELD_NAMES[s], N_FIELD_NAMES = names, N_FIELD_NAMES + 1
+  return names
+end
+
+-- Per call:
 local ts = now_ms()
-local ts_text = tostring(ts)  -- formatted once for every event of the call
+local ts_text = str(ts)  -- formatted once for every event of the call
 local K_TASKS = P .. ':tasks'
 
 -- The tasks' index (recent tasks, newest first) is read once and written once per call, not
@@ -30,7 +46,7 @@ local created, made, index = {}, {}, {}
 local function submit(j)
   local first = groups[j]
   local last = (groups[j + 1] or (#ARGV + 2)) - 2
-  local task_id, chosen, names = ARGV[first], ARGV[first + 1], split(ARGV[first + 3])
+  local task_id, chosen, names = ARGV[first], ARGV[first + 1], field_names(ARGV[first + 3])
   local tk = k_task(task_id)
   if made[task_id] then return {0, ''} end  -- the same id twice in one call
   if chosen == '1' then
