@@ -67,20 +67,29 @@ async def test_budget_stop_then_a_later_record_of_the_task_in_the_same_call(
     assert not await harness.redis.xlen(harness.keys.agent_stream("analyzer"))
 
 
+#: One retriever step, then two sinks (writers) that depend on it.
+TWO_SINKS = Plan(
+    steps=[
+        PlanStep(id="a", agent="retriever", instruction="a"),
+        PlanStep(id="s1", agent="writer", instruction="s1", depends_on=["a"]),
+        PlanStep(id="s2", agent="writer", instruction="s2", depends_on=["a"]),
+    ]
+)
+
+
+async def two_sinks_queued(harness: Harness) -> tuple[str, str]:
+    """A TWO_SINKS task with its first step recorded: (its id, the writer entry carrying both
+    sinks)."""
+    task_id = await harness.store.submit("x", TWO_SINKS)
+    e = await entry_of(harness, "retriever")
+    assert await call(harness, rec(task_id, "retriever", "a", e, "s1,s2")) == [1]
+    return task_id, await entry_of(harness, "writer")
+
+
 async def test_two_sinks_completing_in_one_call_give_the_output_in_plan_order(
     harness: Harness,
 ) -> None:
-    plan = Plan(
-        steps=[
-            PlanStep(id="a", agent="retriever", instruction="a"),
-            PlanStep(id="s1", agent="writer", instruction="s1", depends_on=["a"]),
-            PlanStep(id="s2", agent="writer", instruction="s2", depends_on=["a"]),
-        ]
-    )
-    task_id = await harness.store.submit("x", plan)
-    e = await entry_of(harness, "retriever")
-    assert await call(harness, rec(task_id, "retriever", "a", e, "s1,s2")) == [1]
-    w = await entry_of(harness, "writer")
+    task_id, w = await two_sinks_queued(harness)
     codes = await call(harness, rec(task_id, "writer", "s2", w, "", text="two"),
                        rec(task_id, "writer", "s1", w, "", text="one"),
                        rec(task_id, "writer", "s1", w, "", text="dup"))  # fmt: skip
@@ -124,17 +133,7 @@ async def test_a_record_that_fails_after_completing_its_task_keeps_its_totals(
     (totals included) at once, then fails (here: the expiry, given a TTL the server refuses).
     What it wrote stays written, as any write before a script error does; the totals must not
     be put back to the first record's under the state the second wrote."""
-    plan = Plan(
-        steps=[
-            PlanStep(id="a", agent="retriever", instruction="a"),
-            PlanStep(id="s1", agent="writer", instruction="s1", depends_on=["a"]),
-            PlanStep(id="s2", agent="writer", instruction="s2", depends_on=["a"]),
-        ]
-    )
-    task_id = await harness.store.submit("x", plan)
-    e = await entry_of(harness, "retriever")
-    assert await call(harness, rec(task_id, "retriever", "a", e, "s1,s2")) == [1]
-    w = await entry_of(harness, "writer")
+    task_id, w = await two_sinks_queued(harness)
     records = [
         *rec(task_id, "writer", "s1", w, "", cost=0.25),
         *rec(task_id, "writer", "s2", w, "", cost=0.5),

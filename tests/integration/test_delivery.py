@@ -435,20 +435,31 @@ async def test_a_record_that_fails_after_counting_itself_leaves_the_totals_as_th
     assert fields["analyze|state"] == "queued"
 
 
-async def test_recorded_events_carry_every_field_clients_read(harness: Harness) -> None:
-    """step_started and step_completed, whose JSON the worker lays out (Outcome.args) and the
-    script completes with its time, for an unclaimed step (kind 'f') and a claimed one."""
+async def unclaimed_and_claimed(
+    harness: Harness, unclaimed: dict[str, Any], claimed: dict[str, Any]
+) -> str:
+    """A task whose retrieve_1 is recorded unclaimed (kind 'f') and retrieve_2 claimed (by
+    start.lua, then kind 'c'), in one call, with these figures; returns the task's id."""
     task_id = await harness.store.submit("x", BENCH_PLAN)
     scripts, p = harness.store.scripts, harness.keys.prefix
     ((entry, _),) = await harness.redis.xrange(harness.keys.agent_stream("retriever"))
     await scripts.call("start", p, task_id, 3, harness.settings.task_ttl_s, entry, "retrieve_2")
     retrieved = partial(Outcome, agent="retriever", task_id=task_id, attempt=1,
                         result_json=b"{}", text="")  # fmt: skip
-    unclaimed = retrieved("f", step_id="retrieve_1", entry=entry, summary="ok é", run_ms=7,
-                          cost_units=0.25, tokens_in=3, tokens_out=4)  # fmt: skip
-    claimed = retrieved("c", step_id="retrieve_2", entry="", summary="fine", run_ms=5,
-                        cost_units=1.0, tokens_in=0, tokens_out=0)  # fmt: skip
-    assert await complete(harness, *unclaimed.args(), *claimed.args()) == [1, 1]
+    first = retrieved("f", step_id="retrieve_1", entry=entry, **unclaimed)
+    second = retrieved("c", step_id="retrieve_2", entry="", **claimed)
+    assert await complete(harness, *first.args(), *second.args()) == [1, 1]
+    return task_id
+
+
+async def test_recorded_events_carry_every_field_clients_read(harness: Harness) -> None:
+    """step_started and step_completed, whose JSON the worker lays out (Outcome.args) and the
+    script completes with its time, for an unclaimed step (kind 'f') and a claimed one."""
+    task_id = await unclaimed_and_claimed(
+        harness,
+        {"summary": "ok é", "run_ms": 7, "cost_units": 0.25, "tokens_in": 3, "tokens_out": 4},
+        {"summary": "fine", "run_ms": 5, "cost_units": 1.0, "tokens_in": 0, "tokens_out": 0},
+    )
     events = await harness.events(task_id)
     mine = [e for e in events if e["type"] in ("step_started", "step_completed")]
     assert [(e["type"], e["step_id"]) for e in mine] == [
@@ -479,17 +490,11 @@ async def test_a_completed_steps_figures_read_back(harness: Harness) -> None:
     the task read them back, for a step that ran unclaimed (kind 'f', whose start, queue wait
     and runs are in it too) and for a claimed one (start.lua's fields). A step recorded by an
     earlier release, with a field of its own for each figure, reads the same."""
-    task_id = await harness.store.submit("x", BENCH_PLAN)
-    scripts, p = harness.store.scripts, harness.keys.prefix
-    ((entry, _),) = await harness.redis.xrange(harness.keys.agent_stream("retriever"))
-    await scripts.call("start", p, task_id, 3, harness.settings.task_ttl_s, entry, "retrieve_2")
-    retrieved = partial(Outcome, agent="retriever", task_id=task_id, attempt=1,
-                        result_json=b"{}", text="")  # fmt: skip
-    unclaimed = retrieved("f", step_id="retrieve_1", entry=entry, summary="a", run_ms=7,
-                          cost_units=0.25, tokens_in=3, tokens_out=4)  # fmt: skip
-    claimed = retrieved("c", step_id="retrieve_2", entry="", summary="b", run_ms=5,
-                        cost_units=1.5, tokens_in=10, tokens_out=20)  # fmt: skip
-    assert await complete(harness, *unclaimed.args(), *claimed.args()) == [1, 1]
+    task_id = await unclaimed_and_claimed(
+        harness,
+        {"summary": "a", "run_ms": 7, "cost_units": 0.25, "tokens_in": 3, "tokens_out": 4},
+        {"summary": "b", "run_ms": 5, "cost_units": 1.5, "tokens_in": 10, "tokens_out": 20},
+    )
     key = harness.keys.task(task_id)
     fields = await harness.redis.hgetall(key)
     assert len(fields["retrieve_1|run"].split(",")) == len(RUN_FIELDS)
