@@ -25,12 +25,12 @@ end
 
 -- A comma-separated list (step ids: "a,b"; empty parts dropped). The lists a plan names
 -- (dependents, dependencies, sinks) repeat from task to task, and a split was ~1.5 µs: they
--- are kept (bounded, like the other caches of the library) and shared: callers only read
--- them (the functions' sandbox has no setmetatable to enforce it).
-local SPLITS, N_SPLITS = {}, 0
-local function split(s)
+-- are kept in ``memo`` (bounded, like the other caches of the library: {lists =, n =, max =})
+-- and shared: callers only read them (the functions' sandbox has no setmetatable to enforce
+-- it).
+local function split_in(memo, s)
   if s == nil or s == false or s == '' then return {} end
-  local out = SPLITS[s]
+  local out = memo.lists[s]
   if out then return out end
   out = {}
   local at = 1
@@ -43,10 +43,13 @@ local function split(s)
     if j > at then out[#out + 1] = string.sub(s, at, j - 1) end
     at = j + 1
   end
-  if N_SPLITS >= 1024 then SPLITS, N_SPLITS = {}, 0 end
-  SPLITS[s], N_SPLITS = out, N_SPLITS + 1
+  if memo.n >= memo.max then memo.lists, memo.n = {}, 0 end
+  memo.lists[s], memo.n = out, memo.n + 1
   return out
 end
+
+local SPLITS = {lists = {}, n = 0, max = 1024}
+local function split(s) return split_in(SPLITS, s) end
 
 -- A number as the text that a field or an event holds: "%.17g", as the server writes a number
 -- passed to redis.call (whole numbers in full, others at full precision). sprintf costs ~2,700

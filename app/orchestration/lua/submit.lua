@@ -12,18 +12,9 @@
 -- Returns, per task, {server time it was created at, plan_created's entry id}, or {0, ''} if its
 -- id exists already.
 -- The new task hash's field names, split once per list: the lists repeat from task to task
--- (a plan's shape). Apart from split's cache: plans whose step ids never repeat would churn the
--- small lists that complete.lua reads there. Bounded, like the library's other caches.
-local FIELD_NAMES, N_FIELD_NAMES = {}, 0
-local function field_names(s)
-  local names = FIELD_NAMES[s]
-  if names then return names end
-  names = {}
-  for name in string.gmatch(s, '[^,]+') do names[#names + 1] = name end
-  if N_FIELD_NAMES >= 256 then FIELD_NAMES, N_FIELD_NAMES = {}, 0 end
-  FIELD_NAMES[s], N_FIELD_NAMES = names, N_FIELD_NAMES + 1
-  return names
-end
+-- (a plan's shape). In a memo apart from split's: plans whose step ids never repeat would
+-- churn the small lists that complete.lua reads there.
+local FIELD_NAMES = {lists = {}, n = 0, max = 256}
 
 -- Per call:
 local ts = now_ms()
@@ -46,7 +37,7 @@ local created, made, index = {}, {}, {}
 local function submit(j)
   local first = groups[j]
   local last = (groups[j + 1] or (#ARGV + 2)) - 2
-  local task_id, chosen, names = ARGV[first], ARGV[first + 1], field_names(ARGV[first + 3])
+  local task_id, chosen, names = ARGV[first], ARGV[first + 1], split_in(FIELD_NAMES, ARGV[first + 3])
   local tk = k_task(task_id)
   if made[task_id] then return {0, ''} end  -- the same id twice in one call
   if chosen == '1' then
