@@ -89,16 +89,29 @@ async def two_sinks_queued(harness: Harness) -> tuple[str, str]:
 async def test_two_sinks_completing_in_one_call_give_the_output_in_plan_order(
     harness: Harness,
 ) -> None:
+    """The task_completed event (laid out by the script, not by cjson) carries the task's
+    figures as its hash holds them, and its output escaped as JSON."""
     task_id, w = await two_sinks_queued(harness)
-    codes = await call(harness, rec(task_id, "writer", "s2", w, "", text="two"),
-                       rec(task_id, "writer", "s1", w, "", text="one"),
+    codes = await call(harness, rec(task_id, "writer", "s2", w, "", text='"two"', cost=0.2),
+                       rec(task_id, "writer", "s1", w, "", text="one", cost=0.1),
                        rec(task_id, "writer", "s1", w, "", text="dup"))  # fmt: skip
     assert codes == [1, 2, 4]
     fields = await harness.redis.hgetall(harness.keys.task(task_id))
-    assert fields["state"] == "completed" and fields["output"] == "one\n\ntwo"
+    assert fields["state"] == "completed" and fields["output"] == 'one\n\n"two"'
     events = await harness.events(task_id)
-    assert events[-1]["type"] == "task_completed" and events[-1]["output"] == "one\n\ntwo"
     assert [e["type"] for e in events].count("step_completed") == 3
+    done = {k: v for k, v in events[-1].items() if k != "id"}  # the entry id, added by events()
+    assert done == {
+        "type": "task_completed",
+        "task_id": task_id,
+        "ts": int(fields["finished_ms"]),
+        "latency_ms": int(fields["latency_ms"]),
+        "cost_units": 0.2 + 0.1,  # in full: 0.30000000000000004, as the hash has it
+        "tokens_in": 0,
+        "tokens_out": 0,
+        "output": 'one\n\n"two"',
+    }
+    assert fields["cost_units"] == "0.30000000000000004"
 
 
 async def test_ack_records_between_step_records(harness: Harness) -> None:

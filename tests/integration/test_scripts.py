@@ -145,3 +145,39 @@ end)"""
         assert got[-2] == "a|b" and got[-1] == "true"
     finally:
         await harness.redis.function_delete(name)
+
+
+async def test_numbers_are_written_and_read_as_the_server_would(harness: Harness) -> None:
+    """common.lua's ``str`` (small counts kept in a table, the two latest other numbers kept)
+    gives a number's full text ("%.17g") whatever order the numbers come in, and ``num`` reads a
+    text as tonumber does, from its table or not."""
+    body = (
+        scripts_mod.source("common")
+        + """
+redis.register_function('numbers_test', function(_, args)
+  local out = {}
+  for _, s in ipairs(args) do
+    local n = tonumber(s)
+    out[#out + 1] = str(n) .. '=' .. string.format('%.17g', n)
+  end
+  for _, s in ipairs(args) do
+    for _ = 1, 2 do  -- the second time from its table, where it is kept
+      out[#out + 1] = tostring(num(s) == tonumber(s))
+    end
+  end
+  return out
+end)"""
+    )
+    name = "agentic_numbers_test"
+    await harness.redis.function_load(f"#!lua name={name}\n{body}", replace=True)
+    try:
+        now, later = "1796000000123", "1796000000456"
+        texts = [now, "37", now, "0.30000000000000004", now, later, "5.5", now, later, now]
+        texts += ["0", "1023", "1024", "-1", "2.5", "1e300", "0004", "0x10", "1e2", " 12"]
+        got = await harness.redis.fcall("numbers_test", 0, *texts)
+        ours, formatted = zip(*(w.split("=") for w in got[: len(texts)]), strict=True)
+        assert ours == formatted
+        assert ours[:6] == (now, "37", now, "0.30000000000000004", now, later)
+        assert got[len(texts) :] == ["true"] * (2 * len(texts))
+    finally:
+        await harness.redis.function_delete(name)

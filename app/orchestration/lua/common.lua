@@ -51,13 +51,15 @@ end
 local SPLITS = {lists = {}, n = 0, max = 1024}
 local function split(s) return split_in(SPLITS, s) end
 
--- A number as the text that a field or an event holds: "%.17g", as the server writes a number
--- passed to redis.call (whole numbers in full, others at full precision). sprintf costs ~2,700
--- instructions and a task's steps wrote some twenty numbers: the small counts (attempts,
--- counters, a no-op step's zero cost) are kept in a table, filled as they come (the library's
--- top level, which runs at load, has no string library), and so is the last other number (a
--- call's time, written in many fields and events).
-local INTS, LAST, LAST_TEXT = {}, nil, nil
+-- A number as the text that a field or an event holds: "%.17g", whole numbers in full and
+-- others at full precision, so the text reads back as the same number (as a number passed to
+-- redis.call does: Redis writes it with "%.17g", Valkey with the shortest such text). sprintf
+-- costs ~2,700 instructions and a task's steps wrote some twenty numbers: the small counts
+-- (attempts, counters, a no-op step's zero cost) are kept in a table, filled as they come (the
+-- library's top level, which runs at load, has no string library), and so are the two latest
+-- other numbers: a call's time, written in many fields and events, stays while another number
+-- (a step's queue wait) comes between two of its uses.
+local INTS, RECENT, RECENT_TEXT, OLDER, OLDER_TEXT = {}, nil, nil, nil, nil
 local function str(n)
   local s = INTS[n]
   if s then return s end
@@ -66,15 +68,30 @@ local function str(n)
     INTS[n] = s
     return s
   end
-  if n ~= LAST then LAST, LAST_TEXT = n, string.format('%.17g', n) end
-  return LAST_TEXT
+  if n == RECENT then return RECENT_TEXT end
+  if n == OLDER then
+    s = OLDER_TEXT
+  else
+    s = string.format('%.17g', n)
+  end
+  OLDER, OLDER_TEXT, RECENT, RECENT_TEXT = RECENT, RECENT_TEXT, n, s
+  return s
 end
 
--- tonumber for a number the script read or was given as text: most are '0' (a no-op step's
--- cost and tokens, a new task's totals), and tonumber on a string was ~0.4 µs.
+-- tonumber for a number the script read or was given as text. Most are small counts ('0' for
+-- a no-op step's cost and tokens and a new task's totals, a task's steps, a counter of
+-- dependencies left), and tonumber on a string was ~0.4 µs (strtod): those are kept, by their
+-- text, in a table bounded by what it admits (texts of up to four characters for whole numbers
+-- 0-1023).
+local NUMS = {['0'] = 0}
 local function num(s)
-  if s == '0' then return 0 end
-  return tonumber(s)
+  local n = NUMS[s]
+  if n ~= nil then return n end
+  n = tonumber(s)
+  if n and type(s) == 'string' and #s < 5 and n >= 0 and n < 1024 and n % 1 == 0 then
+    NUMS[s] = n
+  end
+  return n
 end
 
 local function emit(task_id, ev, ts)
