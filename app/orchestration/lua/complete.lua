@@ -278,7 +278,7 @@ local function record(i, v)
     if state ~= 'queued' or attempt ~= attempt_in then return 5 end
     local queued = num(queued_ms) or ts
     local started = math.max(ts - run_ms, queued)
-    local at = str(started)
+    local at = started == ts and ts_text or str(started)  -- the time, unless it ran longer
     unclaimed = ',' .. at .. ',' .. str((num(queue_wait_ms) or 0) + math.max(0, started - queued))
       .. ',' .. str((num(runs) or 0) + 1)
     emit_head(task_id, 'step_started', ARGV[i + 13], at)
