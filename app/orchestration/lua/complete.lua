@@ -337,7 +337,7 @@ end
 
 -- Per call: everything below runs at every call; the helpers above are built once.
 ttl, max_tokens, max_cost = num(ARGV[2]), num(ARGV[3]) or 0, num(ARGV[4]) or 0
-if ttl ~= TTL then
+if ttl ~= TTL or TTL == nil then  -- (a missing TTL fails here, as it always did)
   TTL, TTL_TEXT = ttl, string.format('%d', ttl)  -- EXPIRE takes a whole number of seconds
 end
 ttl_text = TTL_TEXT
