@@ -81,8 +81,8 @@ end
 -- tonumber for a number the script read or was given as text. Most are small counts ('0' for
 -- a no-op step's cost and tokens and a new task's totals, a task's steps, a counter of
 -- dependencies left), and tonumber on a string was ~0.4 µs (strtod): those are kept, by their
--- text, in a table bounded by what it admits (texts of up to four characters for whole numbers
--- 0-1023).
+-- text, in a table bounded by what it admits: texts of up to four characters that read as a
+-- whole number 0-1023 ('12', '012', ' 12', '1e2'...), a few thousand at most.
 local NUMS = {['0'] = 0}
 local function num(s)
   local n = NUMS[s]
