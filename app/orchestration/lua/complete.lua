@@ -245,11 +245,11 @@ local function finish(task_id, v, cost, tin, tout)
   flush_view(v)
   -- Laid out here, not by cjson.encode of a table: cjson formats each number with snprintf
   -- (~4,000 instructions), where str has the task's totals as the hash holds them.
-  redis.call('XADD', k_events(task_id), '*', 'type', 'task_completed', 'data',
-             '{"type":"task_completed","latency_ms":' .. str(latency) .. ',"cost_units":'
-             .. str(cost) .. ',"tokens_in":' .. str(tin) .. ',"tokens_out":' .. str(tout)
-             .. ',"output":' .. cjson.encode(output) .. ',"task_id":' .. cjson.encode(task_id)
-             .. ',"ts":' .. ts_text .. '}')
+  emit_head(task_id, 'task_completed',
+            '{"type":"task_completed","latency_ms":' .. str(latency) .. ',"cost_units":'
+            .. str(cost) .. ',"tokens_in":' .. str(tin) .. ',"tokens_out":' .. str(tout)
+            .. ',"output":' .. cjson.encode(output) .. ',"task_id":' .. cjson.encode(task_id)
+            .. ',"ts":', ts_text)
   expire_task(task_id, ttl_text)
 end
 
