@@ -157,3 +157,39 @@ async def test_a_record_that_fails_after_completing_its_task_keeps_its_totals(
         )
     fields = await harness.redis.hgetall(harness.keys.task(task_id))
     assert (fields["state"], fields["n_done"], fields["cost_units"]) == ("completed", "3", "0.75")
+
+
+async def test_a_record_that_spent_nothing_keeps_the_cost_of_one_that_did(
+    harness: Harness,
+) -> None:
+    """A call writes a task's totals once, and its cost and tokens only if one of its records
+    spent some: a record that spent nothing, after one that did, must not leave them out."""
+    task_id, w = await two_sinks_queued(harness)
+    codes = await call(harness, rec(task_id, "writer", "s1", w, "", cost=0.25),
+                       rec(task_id, "writer", "s2", w, ""))  # fmt: skip
+    assert codes == [1, 2]
+    fields = await harness.redis.hgetall(harness.keys.task(task_id))
+    assert (fields["state"], fields["n_done"], fields["cost_units"]) == ("completed", "3", "0.25")
+    other = await harness.store.submit("y", BENCH_PLAN)
+    e = await entry_of(harness, "retriever")
+    codes = await call(harness, rec(other, "retriever", "retrieve_1", e, "analyze"),
+                       rec(other, "retriever", "retrieve_2", e, "analyze", cost=0.5))  # fmt: skip
+    assert codes == [1, 1]
+    fields = await harness.redis.hgetall(harness.keys.task(other))
+    assert (fields["n_done"], fields["cost_units"]) == ("2", "0.5")
+
+
+async def test_a_sink_recorded_under_a_hint_naming_dependents_still_ends_its_task(
+    harness: Harness,
+) -> None:
+    """A record's dependents hint only shapes the call's read of the task: under a hint that
+    names dependents, the read leaves out what only the task's end needs (its creation time,
+    its sinks), and the step's own ``dependents`` decide. A sink recorded so still ends the
+    task, with its output and latency."""
+    task_id, w = await two_sinks_queued(harness)
+    assert await call(harness, rec(task_id, "writer", "s1", w, "", text="one")) == [1]
+    assert await call(harness, rec(task_id, "writer", "s2", w, "s1", text="two")) == [2]
+    fields = await harness.redis.hgetall(harness.keys.task(task_id))
+    assert (fields["state"], fields["output"]) == ("completed", "one\n\ntwo")
+    assert int(fields["latency_ms"]) == int(fields["finished_ms"]) - int(fields["created_ms"])
+    assert (await harness.events(task_id))[-1]["type"] == "task_completed"

@@ -620,6 +620,8 @@ async def test_transient_failure_recovers_and_metrics_count_attempts(harness: Ha
     assert by_id["write"].attempts == 2 and by_id["analyze"].attempts == 1
     assert metrics.retries_total == 1 and metrics.cost_units == 4.0
     assert metrics.latency_ms is not None and metrics.latency_ms >= 0
+    # The failed attempt's error goes when a later attempt completes the step.
+    assert not await harness.redis.hexists(harness.keys.task(task_id), "write|error")
 
 
 async def test_delayed_retry_survives_worker_restart(harness: Harness) -> None:

@@ -44,12 +44,18 @@ end
 -- The list of names and the positions in it depend only on which steps a task's records name
 -- (its shape), so they are built once per shape and call: a batch holds the same step of many
 -- tasks.
-local TASK_READ = {'state', 'n_done', 'n_steps', 'cost_units', 'tokens_in', 'tokens_out',
-                   'created_ms', 'sinks'}
+local TASK_READ = {'state', 'n_done', 'n_steps', 'cost_units', 'tokens_in', 'tokens_out'}
 -- Positions in a task's reply: the task's fields, then each step's from its base.
-local T_STATE, T_DONE, T_STEPS, T_COST, T_TIN, T_TOUT, T_CREATED, T_SINKS = 1, 2, 3, 4, 5, 6, 7, 8
-local STEP_READ = {'state', 'attempt', 'sink', 'dependents', 'error', 'entry', 'queued_ms',
-                   'queue_wait_ms', 'runs'}
+local T_STATE, T_DONE, T_STEPS, T_COST, T_TIN, T_TOUT = 1, 2, 3, 4, 5, 6
+-- What only the task's end needs (finish), read with the rest only when a record may end the
+-- task: the last step of a task to complete is a sink, so a record whose hint names
+-- dependents cannot (finish reads them itself if a hint misled). Each name read costs the
+-- server ~1,600 instructions (callgrind: an argument made and freed, a lookup, a reply value).
+local END_READ = {'created_ms', 'sinks'}
+-- A step's ``sink`` is not read (``dependents`` is '' for a sink, as submission writes both),
+-- nor its ``error`` (see record).
+local STEP_READ = {'state', 'attempt', 'dependents', 'entry', 'queued_ms', 'queue_wait_ms',
+                   'runs'}
 local DEP_READ = {'deps_left', 'agent', 'attempt', 'instr', 'deps', 'dependents'}
 local STEP_WRITE = {'state', 'error', 'result', 'run', 'text'}
 
@@ -93,6 +99,10 @@ local function shape_of(parts)
       shape.step[sid] = #names
       append(names, sid, STEP_READ)
     end
+    if (hint == '?' or hint == '') and not shape.ends then
+      shape.ends = #names + 1
+      for _, f in ipairs(END_READ) do names[#names + 1] = f end
+    end
     if hint ~= '?' and hint ~= '' then
       if not shape.user then
         names[#names + 1] = 'user_input'
@@ -125,15 +135,21 @@ local function view_of(task_id)
 end
 
 -- The task's totals (steps done, cost, tokens) are written once per flush, however many of
--- its records the call holds: ``totals`` says that a record changed them (in the reply).
+-- its records the call holds: ``totals`` says that a record changed them (in the reply):
+-- DONE, the steps done only (its records spent nothing: a no-op, or an agent that calls no
+-- model), or SPENT, the cost and tokens too. A field rewritten with its own value cost the
+-- server ~4,400 instructions.
+local DONE, SPENT = 1, 2
 local function flush_view(v)
   if v.totals then
     local x, w = v.x, v.w
     local k = #w
     w[k + 1], w[k + 2] = 'n_done', str(x[T_DONE])
-    w[k + 3], w[k + 4] = 'cost_units', str(x[T_COST])
-    w[k + 5], w[k + 6] = 'tokens_in', str(x[T_TIN])
-    w[k + 7], w[k + 8] = 'tokens_out', str(x[T_TOUT])
+    if v.totals == SPENT then
+      w[k + 3], w[k + 4] = 'cost_units', str(x[T_COST])
+      w[k + 5], w[k + 6] = 'tokens_in', str(x[T_TIN])
+      w[k + 7], w[k + 8] = 'tokens_out', str(x[T_TOUT])
+    end
     v.totals = false
   end
   flush(v.tk, v.w)
@@ -229,14 +245,21 @@ end
 
 -- The task is complete: its output is the text of its sink steps, in plan order.
 local function finish(task_id, v, cost, tin, tout)
-  local x = v.x
-  local texts, sinks, names = wrote(v, 't'), split(x[T_SINKS]), {}
+  local x, ends = v.x, v.s.ends
+  local created, sink_list
+  if ends then
+    created, sink_list = x[ends], x[ends + 1]
+  else  -- the records' hints said none could end the task; the hash says this one did
+    local got = redis.call('HMGET', v.tk, unpack(END_READ))
+    created, sink_list = got[1], got[2]
+  end
+  local texts, sinks, names = wrote(v, 't'), split(sink_list), {}
   for _, other in ipairs(sinks) do names[#names + 1] = names_of(other).text end
   local got = read_missing(v, names, texts)
   local parts = {}
   for j, name in ipairs(names) do parts[j] = texts[name] or got[name] or '' end
   local output = table.concat(parts, '\n\n')
-  local latency = ts - tonumber(x[T_CREATED])
+  local latency = ts - tonumber(created)
   x[T_STATE] = 'completed'
   put(v.w, 'state', 'completed')
   put(v.w, 'finished_ms', ts_text)
@@ -260,8 +283,8 @@ local function record(i, v)
   local run_ms, cost = num(ARGV[i + 8]), num(ARGV[i + 9])
   local tin, tout = num(ARGV[i + 10]), num(ARGV[i + 11])
   local x, b, n = v.x, v.s.step[sid], names_of(sid)
-  local state, attempt, sink, dependents, err, entry, queued_ms, queue_wait_ms, runs =
-    x[b + 1], x[b + 2], x[b + 3], x[b + 4], x[b + 5], x[b + 6], x[b + 7], x[b + 8], x[b + 9]
+  local state, attempt, dependents, entry, queued_ms, queue_wait_ms, runs =
+    x[b + 1], x[b + 2], x[b + 3], x[b + 4], x[b + 5], x[b + 6], x[b + 7]
   local t_state = x[T_STATE]
   local w = v.w
   local unclaimed = ''  -- the end of the step's ``run`` (below)
@@ -284,11 +307,11 @@ local function record(i, v)
     emit_head(task_id, 'step_started', ARGV[i + 13], at)
   end
   local done = num(x[T_DONE]) + 1
+  local charged = cost ~= 0 or tin ~= 0 or tout ~= 0
   cost, tin, tout = num(x[T_COST]) + cost, num(x[T_TIN]) + tin, num(x[T_TOUT]) + tout
-  if err then
-    redis.call('HDEL', v.tk, n.error)
-    x[b + 5] = false
-  end
+  -- An earlier attempt's error: only a failed attempt leaves one (fail.lua), and attempts only
+  -- go up, so a first attempt has none to delete; a later one deletes it unread.
+  if attempt ~= '1' then redis.call('HDEL', v.tk, n.error) end
   -- The fields a later record of this call may read change in the reply too.
   x[b + 1], x[T_DONE], x[T_COST], x[T_TIN], x[T_TOUT] = 'completed', done, cost, tin, tout
   wrote(v, 'r')[n.result] = result
@@ -301,8 +324,8 @@ local function record(i, v)
   -- own, from start.lua). store.RUN_FIELDS reads it.
   w[k + 5], w[k + 6] = n.run, ts_text .. ',' .. ARGV[i + 8] .. ',' .. ARGV[i + 9] .. ','
     .. ARGV[i + 10] .. ',' .. ARGV[i + 11] .. unclaimed
-  v.totals = true
-  if sink == '1' then
+  v.totals = (charged or v.totals == SPENT) and SPENT or DONE
+  if dependents == '' then  -- a sink (the hash's ``sink`` says the same): its text is output
     w[k + 7], w[k + 8] = n.text, text
     wrote(v, 't')[n.text] = text
   end
