@@ -309,8 +309,10 @@ local function record(i, v)
   local done = num(x[T_DONE]) + 1
   local charged = cost ~= 0 or tin ~= 0 or tout ~= 0
   cost, tin, tout = num(x[T_COST]) + cost, num(x[T_TIN]) + tin, num(x[T_TOUT]) + tout
-  -- An earlier attempt's error: only a failed attempt leaves one (fail.lua), and attempts only
-  -- go up, so a first attempt has none to delete; a later one deletes it unread.
+  -- An earlier attempt's error (fail.lua, or start.lua for a step that lost its worker): a
+  -- step holding one is either retrying under a higher attempt or failed, and a failed step
+  -- runs again only after redrive.lua raises its attempt and deletes it. So a first attempt
+  -- has none to delete; a later one deletes it unread.
   if attempt ~= '1' then redis.call('HDEL', v.tk, n.error) end
   -- The fields a later record of this call may read change in the reply too.
   x[b + 1], x[T_DONE], x[T_COST], x[T_TIN], x[T_TOUT] = 'completed', done, cost, tin, tout
