@@ -99,11 +99,12 @@ local function shape_of(parts)
       shape.step[sid] = #names
       append(names, sid, STEP_READ)
     end
-    if (hint == '?' or hint == '') and not shape.ends then
-      shape.ends = #names + 1
-      for _, f in ipairs(END_READ) do names[#names + 1] = f end
-    end
-    if hint ~= '?' and hint ~= '' then
+    if hint == '?' or hint == '' then  -- a sink, or not known: the record may end the task
+      if not shape.ends then
+        shape.ends = #names + 1
+        for _, f in ipairs(END_READ) do names[#names + 1] = f end
+      end
+    else
       if not shape.user then
         names[#names + 1] = 'user_input'
         shape.user = #names
